@@ -1,0 +1,140 @@
+"""Plain domain values shared by every layer: connection profiles, entity configuration, schedules.
+
+These are frozen dataclasses and enums, so the store, the configuration file format, the engine
+and the console all speak of an "organization", an "entity", a "sync filter" or an "offline
+transaction" the same way, and no ORM row or HTTP response ever crosses a layer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class ServerKind(enum.StrEnum):
+    """What product the server (master) organization runs."""
+
+    DATAVERSE = "dataverse"
+    RESCO = "resco"  # experimental: another Resco Cloud organization as the server
+
+
+class AuthKind(enum.StrEnum):
+    """How the console signs in to an organization."""
+
+    CLIENT_SECRET = "client_secret"
+    CERTIFICATE = "certificate"
+    DEVICE_CODE = "device_code"
+    INTERACTIVE = "interactive"
+    PASSWORD = "password"  # Resco Cloud basic authentication
+
+
+class ConnectionState(enum.StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTED = "connected"
+
+
+class DeletionStrategy(enum.StrEnum):
+    """How deletions and ownership changes on the server reach the client for one entity."""
+
+    OFF = "off"  # fastest: incremental only, nothing removed
+    SWEEP = "sweep"  # Sync Deletion: id-only sweep of the filtered server set
+    TRACKING = "tracking"  # Advanced sync deletion: resco_mobiletracking records
+    CHANGE_TRACKING = "change_tracking"  # Dataverse change-tracking tombstones
+
+
+class ConflictPolicy(enum.StrEnum):
+    """Who wins when a record changed on both sides since the last sync."""
+
+    SERVER_WINS = "server_wins"
+    CLIENT_WINS = "client_wins"
+    NEWER_WINS = "newer_wins"
+
+
+class TransactionStatus(enum.StrEnum):
+    """Status of an offline transaction (a client change on its way to the server)."""
+
+    PENDING = "Pending"
+    PROCESSED = "Processed"
+    ERROR = "Error"
+    ARCHIVED = "Archived"
+
+
+class TransactionOperation(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    ASSOCIATE = "associate"
+    DISASSOCIATE = "disassociate"
+    ASSIGN = "assign"
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunTrigger(enum.StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    CONNECT = "connect"
+    UPDATE_SERVER = "update_server"
+    CLI = "cli"
+
+
+DEFAULT_SYNC_INTERVAL_MINUTES = 60
+
+
+@dataclass(frozen=True, slots=True)
+class EntityConfig:
+    """What the admin chose for one entity: sync it or not, which records, deletions, conflicts.
+
+    Filters are FetchXML documents (``<fetch><entity><filter>…``), the format Resco itself uses;
+    an empty string means "no filter" (all records).
+    """
+
+    logical_name: str
+    enabled: bool = True
+    sync_filter: str = ""
+    upload_filter: str = ""
+    sync_deletion: bool = False
+    deletion_strategy: DeletionStrategy = DeletionStrategy.OFF
+    conflict_policy: ConflictPolicy = ConflictPolicy.SERVER_WINS
+    fields: tuple[str, ...] = ()  # empty: every field the client organization has
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    """The periodic sync job of a profile."""
+
+    enabled: bool = True
+    interval_minutes: int = DEFAULT_SYNC_INTERVAL_MINUTES
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionProfile:
+    """One server/client organization pair. Never holds a secret: those live in the OS keyring."""
+
+    name: str
+    server_kind: ServerKind = ServerKind.DATAVERSE
+    server_url: str = ""
+    server_auth_kind: AuthKind = AuthKind.CLIENT_SECRET
+    tenant_id: str = ""
+    client_id: str = ""
+    server_user: str = ""
+    client_url: str = ""
+    client_user: str = ""
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    metadata_updated_at: datetime | None = None
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """Everything the Export/Import file carries for one profile (never secrets)."""
+
+    profile: ConnectionProfile
+    entities: tuple[EntityConfig, ...] = field(default=())
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -1,0 +1,79 @@
+"""Dataverse JSON rows <-> plain records (docs §4.2, §6.5, §9).
+
+Reading: lookups arrive as ``_<attr>_value`` GUIDs with a ``@Microsoft.Dynamics.CRM.lookuplogicalname``
+annotation and become :class:`LookupValue`; FetchXML omits null columns, which become ``None`` so
+both read paths give the same shape. Writing: a :class:`LookupValue` becomes
+``"<navigation property>@odata.bind": "/<entityset>(<id>)"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
+from crmsync_desktop.sync.connectors.types import EntityMeta, FieldValue, LookupValue, Record
+
+LOOKUP_ENTITY = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+ETAG = "@odata.etag"
+READ_ANNOTATIONS = 'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+
+
+def lookup_names(meta: EntityMeta) -> frozenset[str]:
+    return frozenset(f.logical_name for f in meta.fields if f.type.is_lookup)
+
+
+def select_list(meta: EntityMeta, fields: Iterable[str]) -> list[str]:
+    """``$select`` columns: the primary id first, lookups as ``_<name>_value``."""
+    lookups = lookup_names(meta)
+    names = [meta.primary_id, *(f for f in fields if f != meta.primary_id)]
+    return [f"_{n}_value" if n in lookups else n for n in dict.fromkeys(names)]
+
+
+def record_from_wire(row: dict[str, Any], meta: EntityMeta, fields: Sequence[str]) -> Record:
+    lookups = lookup_names(meta)
+    out: Record = {meta.primary_id: _lower(row.get(meta.primary_id))}
+    for name in fields:
+        if name == meta.primary_id:
+            continue
+        if name in lookups:
+            key = f"_{name}_value"
+            value = row.get(key)
+            if value is None:
+                out[name] = None
+                continue
+            target = row.get(key + LOOKUP_ENTITY)
+            if not target:
+                fmeta = meta.field(name)
+                target = fmeta.targets[0] if fmeta and len(fmeta.targets) == 1 else ""
+            out[name] = LookupValue(entity=str(target), id=str(value).lower())
+        else:
+            out[name] = _plain(row.get(name))
+    return out
+
+
+def _lower(value: Any) -> str:
+    return str(value).lower() if value is not None else ""
+
+
+def _plain(value: Any) -> FieldValue:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)  # nothing else is expected for selected columns; never leak containers
+
+
+async def body_from_record(
+    record: Record, meta: EntityMeta, metadata: MetadataService, *, include_id: bool
+) -> dict[str, Any]:
+    """The JSON body for a create/update/upsert of ``record``."""
+    body: dict[str, Any] = {}
+    for name, value in record.items():
+        if name == meta.primary_id and not include_id:
+            continue
+        if isinstance(value, LookupValue):
+            nav = await metadata.navigation_property(meta.logical_name, name, value.entity)
+            entity_set = await metadata.entity_set(value.entity)
+            body[f"{nav}@odata.bind"] = f"/{entity_set}({value.id})"
+        else:
+            body[name] = value
+    return body

@@ -1,0 +1,1 @@
+"""Qt item models that adapt plain engine values for views."""

@@ -130,8 +130,8 @@ async def test_governor_aimd_halves_and_grows_additively() -> None:
     gov = AimdGovernor(initial=8, ceiling=16)
     gov.on_throttled()
     assert gov.limit == 4
-    for _ in range(4):
-        gov.on_success()  # +1/limit per success: one step per window of `limit` successes
+    for _ in range(5):
+        gov.on_success()  # +1/limit per success: about one step per window of `limit` successes
     assert gov.limit == 5
     gov.set_ceiling(3)
     assert gov.limit == 3 and gov.ceiling == 3

@@ -52,6 +52,13 @@ _VALUE_ATTRS = {"uiname", "uitype"}
 _LINK_ATTRS = {"name", "from", "to", "link-type", "alias", "visible", "intersect"}
 _ORDER_ATTRS = {"attribute", "descending"}
 _IGNORED_CHILDREN = {"attribute", "all-attributes"}
+# What people type for an operator, from SQL, OData or the filter editor's labels.
+_OPERATOR_SYNONYMS = {
+    "=": "eq", "==": "eq", "equals": "eq", "equal": "eq", "!=": "ne", "<>": "ne", "not-equal": "ne",
+    ">": "gt", ">=": "ge", "<": "lt", "<=": "le", "contains": "like", "does-not-contain": "not-like",
+    "starts-with": "begins-with", "startswith": "begins-with", "endswith": "ends-with", "is-null": "null",
+    "is-not-null": "not-null", "contains-data": "not-null", "does-not-contain-data": "null",
+}
 
 
 class _PositionedBuilder(ET.TreeBuilder):
@@ -270,7 +277,8 @@ class _Reader:
         operator = raw_operator.lower()
         spec = OPERATORS.get(operator)
         if spec is None:
-            close = difflib.get_close_matches(operator, OPERATORS, n=3)
+            close = [_OPERATOR_SYNONYMS[operator]] if operator in _OPERATOR_SYNONYMS else []
+            close = close or difflib.get_close_matches(operator, OPERATORS, n=3)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise self._error(
                 element,

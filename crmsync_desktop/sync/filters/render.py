@@ -180,10 +180,12 @@ class _Summarizer:
         phrase = spec.phrase.format(*values, all=", ".join(values)) if values else spec.phrase
         return f"{self._column(c.attribute, c.entity_alias)} {phrase}"
 
-    def group(self, g: FilterGroup, nested: bool) -> str:
-        parts = [self.condition(i) if isinstance(i, Condition) else self.group(i, True) for i in g.items]
+    def group(self, g: FilterGroup, parent: FilterGroup | None) -> str:
+        parts = [self.condition(i) if isinstance(i, Condition) else self.group(i, g) for i in g.items]
         text = f" {g.type.value} ".join(p for p in parts if p)
-        return f"({text})" if nested and len(parts) > 1 else text
+        # Parentheses only where they change the meaning: an "or" inside an "and" and vice versa.
+        needs_parentheses = parent is not None and parent.type is not g.type and len(parts) > 1
+        return f"({text})" if needs_parentheses else text
 
     def link(self, link: LinkEntity) -> str:
         words = _LINK_WORDS.get(link.link_type, "with")
@@ -191,7 +193,7 @@ class _Summarizer:
         return f"{words} {link.name}" + (f" where {inner}" if inner else "")
 
     def body(self, group: FilterGroup | None, links: tuple[LinkEntity, ...]) -> str:
-        parts = [self.group(group, False)] if group is not None and group.items else []
+        parts = [self.group(group, None)] if group is not None and group.items else []
         parts += [self.link(link) for link in links]
         return " and ".join(parts)
 

@@ -248,16 +248,18 @@ class _Validator:
                 f"{link.name}.{link.from_attribute} ({from_info.type.value}).",
             )
             return
-        # A lookup on either side must point at the other table (when its targets are known).
-        to_ok = not to_info.targets or link.name in to_info.targets
-        from_ok = not from_info.targets or parent in from_info.targets
-        if not (to_ok or from_ok):
-            self._add(
-                where,
-                f"{parent}.{link.to_attribute} does not point to {link.name!r} (it points to "
-                f"{', '.join(to_info.targets)}) and {link.name}.{link.from_attribute} does not "
-                f"point to {parent!r}.",
-            )
+        # A lookup on either side must point at the other table; a join of two plain columns is not checked.
+        to_points = bool(to_info.targets) and link.name in to_info.targets
+        from_points = bool(from_info.targets) and parent in from_info.targets
+        if (to_info.targets or from_info.targets) and not (to_points or from_points):
+            reasons = []
+            if to_info.targets:
+                reasons.append(f"{parent}.{link.to_attribute} points to {', '.join(to_info.targets)}, "
+                               f"not to {link.name!r}")
+            if from_info.targets:
+                reasons.append(f"{link.name}.{link.from_attribute} points to {', '.join(from_info.targets)}, "
+                               f"not to {parent!r}")
+            self._add(where, f"these columns are not related: {'; '.join(reasons)}.")
 
 
 def validate_filter(

@@ -130,22 +130,27 @@ def raise_if_corrupt(path: Path) -> None:
         with path.open("rb") as handle:
             header = handle.read(len(_SQLITE_HEADER))
     except OSError as exc:
-        raise StoreError(f"Cannot read the local database {path}: {exc}. Check the file's permissions.") from exc
+        raise StoreError(
+            f"Cannot read the local database {path}: {exc}. Check the file's permissions."
+        ) from exc
     if header and header != _SQLITE_HEADER:
         raise _corrupt_error(path, quarantine_corrupt_file(path))
     uri = f"{path.resolve().as_uri()}?mode=ro"
+    failure: sqlite3.DatabaseError | None = None
     try:
-        with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)) as conn:
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"Cannot open the local database {path}: {exc}.") from exc
+    with closing(connection) as conn:
+        try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        if _is_corruption(exc):
-            corrupt = True
-        else:
-            raise StoreError(f"Cannot open the local database {path}: {exc}.") from exc
-    else:
-        corrupt = False
-    if corrupt:  # moved only once the read-only connection above is closed
-        raise _corrupt_error(path, quarantine_corrupt_file(path))
+        except sqlite3.DatabaseError as exc:
+            failure = exc
+    if failure is None:
+        return
+    if _is_corruption(failure):  # moved only once the read-only connection is closed
+        raise _corrupt_error(path, quarantine_corrupt_file(path)) from failure
+    raise StoreError(f"Cannot open the local database {path}: {failure}.") from failure
 
 
 class Database:

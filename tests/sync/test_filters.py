@@ -113,6 +113,8 @@ def test_parse_builds_the_expected_tree() -> None:
     assert f.filter is not None and f.filter.type is FilterType.AND and len(f.filter.groups) == 2
     inner_or = f.filter.groups[0].groups[0]
     assert inner_or.type is FilterType.OR
+    assert inner_or.conditions == (Condition("ownerid", "eq-userid"), inner_or.items[2])
+    assert inner_or.groups == (inner_or.items[1],)
     assert inner_or.items[0] == Condition("ownerid", "eq-userid")
     assert inner_or.items[1] == FilterGroup(FilterType.AND, (
         Condition("address1_city", "like", ("Pra%",)),
@@ -475,6 +477,7 @@ VALID = [
     _c("contact", '<condition attribute="modifiedon" operator="gt" value="2024-05-01T08:00:00Z"/>'),
     _c("contact", '<condition attribute="hobbies" operator="contain-values"><value>1</value></condition>'),
     _c("contact", '<condition attribute="fullname" operator="like" value="%son"/>'),
+    _c("contact", '<condition attribute="fullname" operator="eq" value="Ann O\'Neil"/>'),
     _c("contact", '<condition attribute="modifiedon" operator="ge" valueof="createdon"/>'),
     '<fetch><entity name="contact"><order attribute="fullname"/><link-entity name="account" from="primarycontactid" '
     'to="contactid" alias="a"><filter><condition attribute="name" operator="not-null"/></filter></link-entity>'
@@ -541,6 +544,9 @@ PROBLEMS = [
      "</entity></fetch>",
      "these columns are not related: account.primarycontactid points to contact, not to 'systemuser'; "
      "systemuser.businessunitid points to businessunit, not to 'account'."),
+    ('<fetch><entity name="contact"><link-entity name="systemuser" from="businessunitid" to="contactid"/>'
+     "</entity></fetch>",
+     "these columns are not related: systemuser.businessunitid points to businessunit, not to 'contact'."),
     ('<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomerid">'
      '<filter><condition attribute="nmae" operator="null"/></filter></link-entity></entity></fetch>',
      "contact > link-entity 'account' > condition 'nmae': unknown column 'nmae' of 'account' (did you mean 'name'?)"),
@@ -782,6 +788,7 @@ EVAL_CASES: list[tuple[str, tuple[str, ...], Any, bool]] = [
     ("last-x-days", ("30",), NOW, True),
     ("last-x-days", ("30",), NOW + timedelta(seconds=1), False),
     ("last-x-days", ("1",), datetime(2024, 5, 14, 0, 0, tzinfo=UTC), True),
+    ("last-x-days", ("30",), date(2024, 5, 1), True),
     ("next-x-days", ("7",), datetime(2024, 5, 22, 23, 59, tzinfo=UTC), True),
     ("next-x-days", ("7",), datetime(2024, 5, 23, 0, 0, tzinfo=UTC), False),
     ("next-x-days", ("7",), NOW - timedelta(minutes=1), False),

@@ -93,7 +93,9 @@ class ChangeReader:
         if token is not None:
             params["$filter"] = f"{ROW_VERSION} gt {last}"
         yielded = False
-        async for rows in odata_pages(self._http, meta.entity_set_name, params=params, page_size=self._page_size):
+        async for rows in odata_pages(
+            self._http, meta.entity_set_name, params=params, page_size=self._page_size, prefer=READ_ANNOTATIONS
+        ):
             for r in rows:
                 if r.get(ROW_VERSION) is not None:
                     last = max(last, int(r[ROW_VERSION]))

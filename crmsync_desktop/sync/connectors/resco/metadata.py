@@ -184,8 +184,9 @@ def relationship_to_wire(r: RelationshipMeta) -> dict[str, Any]:
 class RescoMetadata:
     """Reads (cached) and provisions Resco Cloud schema through the assumed metadata service."""
 
-    def __init__(self, http: HttpTransport) -> None:
+    def __init__(self, http: HttpTransport, root: str) -> None:
         self._http = http
+        self._root = root
         self._full: dict[str, EntityMeta] = {}
         self._relationships: dict[str, RelationshipMeta] = {}
 
@@ -194,13 +195,13 @@ class RescoMetadata:
         self._relationships.clear()
 
     async def list_entities(self) -> list[EntityMeta]:
-        body = await self._http.get_json("Entities")
+        body = await self._http.get_json(f"{self._root}Entities")
         return sorted((entity_from_wire(e) for e in _values(body)), key=lambda e: e.logical_name)
 
     async def get_entity(self, name: str) -> EntityMeta:
         if name not in self._full:
             try:
-                body = await self._http.get_json(f"Entities('{name}')")
+                body = await self._http.get_json(f"{self._root}Entities('{name}')")
             except errors.NotFoundError as exc:
                 raise errors.NotFoundError(
                     f"The entity {name!r} does not exist in the Resco Cloud organization. Run Update Server/metadata sync first.",
@@ -211,7 +212,7 @@ class RescoMetadata:
         return self._full[name]
 
     async def list_relationships(self, name: str) -> list[RelationshipMeta]:
-        rels = [relationship_from_wire(r) for r in _values(await self._http.get_json(f"Entities('{name}')/Relationships"))]
+        rels = [relationship_from_wire(r) for r in _values(await self._http.get_json(f"{self._root}Entities('{name}')/Relationships"))]
         self._relationships.update({r.schema_name: r for r in rels})
         return rels
 
@@ -231,15 +232,15 @@ class RescoMetadata:
             "OwnershipType": {Ownership.USER: "UserOwned", Ownership.ORGANIZATION: "OrganizationOwned"}.get(entity.ownership, "None"),
             "IsIntersect": entity.is_intersect,
         }
-        await self._create("Entities", body)
+        await self._create(f"{self._root}Entities", body)
         self._full.pop(entity.logical_name, None)
 
     async def create_field(self, entity: str, field: FieldMeta) -> None:
-        await self._create(f"Entities('{entity}')/Attributes", field_to_wire(field))
+        await self._create(f"{self._root}Entities('{entity}')/Attributes", field_to_wire(field))
         self._full.pop(entity, None)
 
     async def create_relationship(self, relationship: RelationshipMeta) -> None:
-        await self._create("Relationships", relationship_to_wire(relationship))
+        await self._create(f"{self._root}Relationships", relationship_to_wire(relationship))
         self._relationships[relationship.schema_name] = relationship
 
     async def _create(self, path: str, body: dict[str, Any]) -> None:

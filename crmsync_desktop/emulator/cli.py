@@ -28,20 +28,34 @@ def _default_data_dir() -> Path:
 
 def _fault_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Resco Cloud fault injection")
-    group.add_argument("--error-rate", type=float, help="share of requests answered with --error-status (0..1)")
+    group.add_argument(
+        "--error-rate", type=float, help="share of requests answered with --error-status (0..1)"
+    )
     group.add_argument("--error-status", type=int, help="status for injected errors (default 503)")
     group.add_argument("--drop-rate", type=float, help="share of requests whose connection is dropped (0..1)")
     group.add_argument("--latency-ms", type=int, help="added latency per request")
     group.add_argument("--latency-jitter-ms", type=int, help="extra random latency 0..N ms")
     group.add_argument("--throttle-burst", type=int, help="answer the next N requests with 429")
     group.add_argument("--retry-after", type=int, help="Retry-After seconds sent with 429/503")
-    group.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
-                       help="drop every request, as if the network were down")
+    group.add_argument(
+        "--offline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop every request, as if the network were down",
+    )
     group.add_argument("--fault-seed", type=int, dest="fault_seed", help="seed for repeatable random faults")
 
 
-_FAULT_KEYS = ("error_rate", "error_status", "drop_rate", "latency_ms", "latency_jitter_ms", "throttle_burst",
-               "retry_after", "offline")
+_FAULT_KEYS = (
+    "error_rate",
+    "error_status",
+    "drop_rate",
+    "latency_ms",
+    "latency_jitter_ms",
+    "throttle_burst",
+    "retry_after",
+    "offline",
+)
 
 
 def _faults_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,16 +68,25 @@ def _faults_from(args: argparse.Namespace) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crmsync-emulator", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("dataverse", "emulated Entra ID + Dataverse"), ("resco", "emulated Resco Cloud"),
-                       ("pair", "Entra ID + Dataverse + Resco Cloud")):
+    for name, text in (
+        ("dataverse", "emulated Entra ID + Dataverse"),
+        ("resco", "emulated Resco Cloud"),
+        ("pair", "Entra ID + Dataverse + Resco Cloud"),
+    ):
         run = sub.add_parser(name, help=f"run {text} until Ctrl-C")
-        run.add_argument("--port", type=int, default=0,
-                         help="port of the data service (dataverse/resco; pair: Dataverse) — 0 = any free port")
+        run.add_argument(
+            "--port",
+            type=int,
+            default=0,
+            help="port of the data service (dataverse/resco; pair: Dataverse) — 0 = any free port",
+        )
         if name != "resco":
             run.add_argument("--identity-port", type=int, default=0, help="port of the sign-in service")
         if name == "pair":
             run.add_argument("--resco-port", type=int, default=0, help="port of Resco Cloud")
-        run.add_argument("--data-dir", type=Path, default=None, help="where organizations, keys and certificates live")
+        run.add_argument(
+            "--data-dir", type=Path, default=None, help="where organizations, keys and certificates live"
+        )
         run.add_argument("--seed-records", type=int, default=0, help="seed the Dataverse org with N records")
         run.add_argument("--seed", type=int, default=0, help="random seed for seeding")
         run.add_argument("--resco-org", default="contoso", help="name of the Resco Cloud organization")
@@ -86,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _trust_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ca", type=Path, default=None, help="emulator CA file (default: <data-dir>/tls/ca.pem)")
+    parser.add_argument(
+        "--ca", type=Path, default=None, help="emulator CA file (default: <data-dir>/tls/ca.pem)"
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="emulator data folder (to find the CA)")
 
 
@@ -104,12 +129,17 @@ def _run(args: argparse.Namespace) -> int:
     faults = FaultConfig()
     faults.update(_faults_from(args))
     pair = runner.EmulatorPair(
-        data_dir=args.data_dir or _default_data_dir(), seed_records=args.seed_records, seed=args.seed,
-        with_dataverse=args.command != "resco", with_resco=args.command != "dataverse",
+        data_dir=args.data_dir or _default_data_dir(),
+        seed_records=args.seed_records,
+        seed=args.seed,
+        with_dataverse=args.command != "resco",
+        with_resco=args.command != "dataverse",
         identity_port=getattr(args, "identity_port", 0),
         dataverse_port=args.port if args.command != "resco" else 0,
         resco_port=args.port if args.command == "resco" else getattr(args, "resco_port", 0),
-        resco_org=args.resco_org, resco_faults=faults, access_token_lifetime=args.token_lifetime,
+        resco_org=args.resco_org,
+        resco_faults=faults,
+        access_token_lifetime=args.token_lifetime,
         dataverse_factory=runner.default_dataverse_factory,
     )
     stop = threading.Event()
@@ -134,8 +164,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.post(f"{args.url.rstrip('/')}/_emulator/devicecode/approve",
-                               json={"user_code": args.code, "username": args.user, "decline": args.decline})
+        response = client.post(
+            f"{args.url.rstrip('/')}/_emulator/devicecode/approve",
+            json={"user_code": args.code, "username": args.user, "decline": args.decline},
+        )
     print(response.text)
     return 0 if response.status_code == 200 else 1
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from crmsync_desktop.emulator.auth_protocol import BearerAuthenticator
 from crmsync_desktop.emulator.identity import (
@@ -37,8 +37,9 @@ __all__ = ["DataverseFactory", "EmulatorPair", "default_dataverse_factory", "run
 DataverseFactory = Callable[[str, BearerAuthenticator, Path, int, int], tuple[Any, Any]]
 
 
-def default_dataverse_factory(url: str, authenticator: BearerAuthenticator, data_dir: Path,
-                              seed_records: int, seed: int) -> tuple[Any, Any]:
+def default_dataverse_factory(
+    url: str, authenticator: BearerAuthenticator, data_dir: Path, seed_records: int, seed: int
+) -> tuple[Any, Any]:
     """The Dataverse data service from ``crmsync_desktop.emulator.dataverse`` (+ ``seed.seed_sales_org``)."""
     import importlib
 
@@ -46,7 +47,9 @@ def default_dataverse_factory(url: str, authenticator: BearerAuthenticator, data
     create_app = getattr(dataverse, "create_app", None)
     org_class = getattr(dataverse, "DataverseOrg", None)
     if create_app is None or org_class is None:
-        raise RuntimeError("crmsync_desktop.emulator.dataverse does not export create_app and DataverseOrg yet")
+        raise RuntimeError(
+            "crmsync_desktop.emulator.dataverse does not export create_app and DataverseOrg yet"
+        )
     path = data_dir / "dataverse" / "org.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = not path.exists()
@@ -79,11 +82,19 @@ class _Credentials:
         if path.exists():
             return cls(**json.loads(path.read_text()))
         creds = cls(
-            tenant_id=str(uuid.uuid4()), tenant_domain="contoso.onmicrosoft.com", client_id=str(uuid.uuid4()),
-            client_secret=secrets.token_urlsafe(24), public_client_id=str(uuid.uuid4()),
-            user_upn="admin@contoso.onmicrosoft.com", user_password=secrets.token_urlsafe(12),
-            user_object_id=str(uuid.uuid4()), app_object_id=str(uuid.uuid4()), resco_org=resco_org,
-            resco_username="admin", resco_password=secrets.token_urlsafe(12))
+            tenant_id=str(uuid.uuid4()),
+            tenant_domain="contoso.onmicrosoft.com",
+            client_id=str(uuid.uuid4()),
+            client_secret=secrets.token_urlsafe(24),
+            public_client_id=str(uuid.uuid4()),
+            user_upn="admin@contoso.onmicrosoft.com",
+            user_password=secrets.token_urlsafe(12),
+            user_object_id=str(uuid.uuid4()),
+            app_object_id=str(uuid.uuid4()),
+            resco_org=resco_org,
+            resco_username="admin",
+            resco_password=secrets.token_urlsafe(12),
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(creds.__dict__, indent=2))
         path.chmod(0o600)
@@ -165,15 +176,31 @@ class EmulatorPair:
         """Everything worth printing (the CLI prints this)."""
         out: dict[str, Any] = {"ca_file": str(self.ca_path), "data_dir": str(self.data_dir)}
         if self.with_dataverse:
-            out.update({"identity_url": self.identity_url, "authority": self.authority, "tenant_id": self.tenant_id,
-                        "client_id": self.client_id, "client_secret": self.client_secret,
-                        "public_client_id": self.public_client_id, "user": self.user_upn,
-                        "user_password": self.user_password, "dataverse_url": self.dataverse_url,
-                        "dataverse_scope": self.dataverse_scope})
+            out.update(
+                {
+                    "identity_url": self.identity_url,
+                    "authority": self.authority,
+                    "tenant_id": self.tenant_id,
+                    "client_id": self.client_id,
+                    "client_secret": self.client_secret,
+                    "public_client_id": self.public_client_id,
+                    "user": self.user_upn,
+                    "user_password": self.user_password,
+                    "dataverse_url": self.dataverse_url,
+                    "dataverse_scope": self.dataverse_scope,
+                }
+            )
         if self.with_resco:
-            out.update({"resco_url": self.resco_url, "resco_org": self.resco_org,
-                        "resco_odata_url": self.resco_odata_url, "resco_rest_url": self.resco_rest_url,
-                        "resco_user": self.resco_username, "resco_password": self.resco_password})
+            out.update(
+                {
+                    "resco_url": self.resco_url,
+                    "resco_org": self.resco_org,
+                    "resco_odata_url": self.resco_odata_url,
+                    "resco_rest_url": self.resco_rest_url,
+                    "resco_user": self.resco_username,
+                    "resco_password": self.resco_password,
+                }
+            )
         return out
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -199,10 +226,20 @@ class EmulatorPair:
         creds = self.creds
         directory = Directory()
         tenant = directory.add_tenant(Tenant(creds.tenant_domain, tenant_id=creds.tenant_id))
-        tenant.add_app(AppRegistration("crmsync app user", client_id=creds.client_id, object_id=creds.app_object_id,
-                                       secrets=[creds.client_secret]))
-        tenant.add_app(AppRegistration("crmsync desktop", client_id=creds.public_client_id, public_client=True))
-        tenant.add_user(User(creds.user_upn, creds.user_password, "Contoso Admin", object_id=creds.user_object_id))
+        tenant.add_app(
+            AppRegistration(
+                "crmsync app user",
+                client_id=creds.client_id,
+                object_id=creds.app_object_id,
+                secrets=[creds.client_secret],
+            )
+        )
+        tenant.add_app(
+            AppRegistration("crmsync desktop", client_id=creds.public_client_id, public_client=True)
+        )
+        tenant.add_user(
+            User(creds.user_upn, creds.user_password, "Contoso Admin", object_id=creds.user_object_id)
+        )
         key = SigningKey.load_or_create(self.data_dir / "identity" / "signing-key.pem")
         self.provider = IdentityProvider(directory, key, access_token_lifetime=self.access_token_lifetime)
         identity = BackgroundServer(create_identity_app(self.provider), port=self.identity_port, **tls)
@@ -218,15 +255,20 @@ class EmulatorPair:
         self.dataverse_url = dataverse.url
         directory.add_resource(self.dataverse_url)
         holder["app"], self.dataverse_org = self.dataverse_factory(
-            self.dataverse_url, self.provider, self.data_dir, self.seed_records, self.seed)
+            self.dataverse_url, self.provider, self.data_dir, self.seed_records, self.seed
+        )
         self._servers.append(dataverse.start())
 
     def _start_resco(self, tls: dict[str, Any]) -> None:
         creds = self.creds
         self.resco_cloud = RescoCloud(self.data_dir)
         if self.resco_org not in self.resco_cloud:
-            self.resco_cloud.provision(self.resco_org, username=creds.resco_username, password=creds.resco_password,
-                                       fullname="Resco Admin")
+            self.resco_cloud.provision(
+                self.resco_org,
+                username=creds.resco_username,
+                password=creds.resco_password,
+                fullname="Resco Admin",
+            )
         self.resco_app = create_resco_app(self.resco_cloud, self.resco_faults)
         server = BackgroundServer(self.resco_app, port=self.resco_port, **tls)
         self.resco_url = server.url
@@ -244,7 +286,7 @@ class EmulatorPair:
             close()
         self.dataverse_org = None
 
-    def __enter__(self) -> EmulatorPair:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -36,8 +36,16 @@ logging.getLogger("uvicorn.error").addFilter(_QuietDroppedConnections())
 class BackgroundServer:
     """One uvicorn server on ``host``; ``url`` is known as soon as the object exists."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, certfile: Path | None = None,
-                 keyfile: Path | None = None, url_host: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+        url_host: str | None = None,
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -45,15 +53,24 @@ class BackgroundServer:
         scheme = "https" if certfile else "http"
         self.url = f"{scheme}://{url_host or host}:{self.port}"
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1,
-            ssl_certfile=str(certfile) if certfile else None, ssl_keyfile=str(keyfile) if keyfile else None,
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            ssl_certfile=str(certfile) if certfile else None,
+            ssl_keyfile=str(keyfile) if keyfile else None,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name=f"uvicorn:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name=f"uvicorn:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -75,8 +92,9 @@ class BackgroundServer:
 
 
 @contextlib.contextmanager
-def run_uvicorn(app: Any, *, host: str = "127.0.0.1", certfile: Path | None = None,
-                keyfile: Path | None = None) -> Iterator[str]:
+def run_uvicorn(
+    app: Any, *, host: str = "127.0.0.1", certfile: Path | None = None, keyfile: Path | None = None
+) -> Iterator[str]:
     """``with run_uvicorn(app) as url:`` — close your clients before leaving the block (TLS stop)."""
     server = BackgroundServer(app, host=host, certfile=certfile, keyfile=keyfile).start()
     try:

@@ -38,7 +38,9 @@ def client_ssl_context(ca_path: Path | str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_path))
 
 
-def ensure_certificates(data_dir: Path | str, extra_hosts: tuple[str, ...] | list[str] = ()) -> EmulatorCertificates:
+def ensure_certificates(
+    data_dir: Path | str, extra_hosts: tuple[str, ...] | list[str] = ()
+) -> EmulatorCertificates:
     """Load or create ``data_dir/tls/{ca,ca-key,server,server-key}.pem`` covering ``127.0.0.1``,
     ``localhost`` and ``extra_hosts`` (e.g. ``contoso.localhost`` for host-style Resco org names)."""
     folder = Path(data_dir) / "tls"

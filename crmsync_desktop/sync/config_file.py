@@ -30,7 +30,7 @@ from crmsync_desktop.domain import (
     ServerKind,
 )
 from crmsync_desktop.errors import ConfigFileError, FilterError
-from crmsync_desktop.sync.filters import FilterMetadata, parse_filter, validate_filter
+from crmsync_desktop.sync.filters import FilterMetadata, as_metadata, parse_filter, validate_filter
 
 FORMAT_MARKER = "crmsync-desktop/config"
 CURRENT_VERSION = 1
@@ -71,6 +71,8 @@ _SECRETS_RULE = (
 )
 
 E = TypeVar("E", bound=enum.Enum)
+MetadataLike = FilterMetadata | Mapping[str, Mapping[str, Any]]
+"""A ``FilterMetadata`` or a plain ``{entity: {attribute: type}}`` mapping (see ``MetadataMap.from_mapping``)."""
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -129,6 +131,8 @@ def export_config(cfg: ProfileConfig, *, exported_at: datetime | None = None) ->
         cfg: the profile's settings; it holds no secrets, so neither does the file.
         exported_at: the time stamped into the file (default: now, whole seconds). The output is a
             pure function of ``cfg`` and ``exported_at``.
+
+    ``cfg`` is written as it is, not checked: ``parse_config`` is where a file is judged.
     """
     document = config_to_document(cfg, exported_at=exported_at)
     return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -273,9 +277,9 @@ def _find_secret_key(value: Any, path: str) -> str | None:
 class _Reader:
     """Reads the version-current document, checking every field; stops at the first problem."""
 
-    def __init__(self, known_entities: Collection[str] | None, metadata: FilterMetadata | None) -> None:
+    def __init__(self, known_entities: Collection[str] | None, metadata: MetadataLike | None) -> None:
         self._known = known_entities
-        self._metadata = metadata
+        self._metadata = None if metadata is None else as_metadata(metadata)
 
     @staticmethod
     def _object(value: Any, path: str, allowed: Collection[str]) -> dict[str, Any]:
@@ -538,15 +542,15 @@ def parse_config(
     data: bytes,
     *,
     known_entities: Collection[str] | None = None,
-    metadata: FilterMetadata | None = None,
+    metadata: MetadataLike | None = None,
 ) -> ProfileConfig:
     """Read and check a configuration file; nothing is applied, the value is only returned.
 
     Args:
         data: the file's bytes (at most ``MAX_CONFIG_FILE_BYTES``).
         known_entities: if given, every entity must be one of these logical names.
-        metadata: if given, entities, fields and filters are also checked against the server's
-            metadata (``validate_filter``).
+        metadata: if given (a ``FilterMetadata`` or ``{entity: {attribute: type}}``), entities,
+            fields and filters are also checked against the server's metadata (``validate_filter``).
 
     Raises:
         ConfigFileError: the first problem, prefixed by its JSON path (``entities[3].sync_filter``),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ class FakeClock:
 
     def __init__(self) -> None:
         self.t = 1000.0
-        self.start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        self.start = datetime(2025, 1, 1, tzinfo=UTC)
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import http
 import json
+from datetime import UTC
 
 import httpx
 import pytest
 
 from crmsync_desktop import errors
 from crmsync_desktop.sync.connectors.dataverse.errors import CODE_MAP
-from crmsync_desktop.sync.connectors.http.errors import error_for_status, parse_retry_after, translate_transport_error
+from crmsync_desktop.sync.connectors.http.errors import (
+    error_for_status,
+    parse_retry_after,
+    translate_transport_error,
+)
 from crmsync_desktop.sync.connectors.http.transport import json_of
 
 REQUEST = httpx.Request("GET", "https://contoso.crm.example.com/api/data/v9.2/accounts?$deltatoken=SECRET")
@@ -82,8 +87,8 @@ def test_dataverse_codes_override_the_status(code: str, cls: type[errors.RemoteE
 
 
 def test_retry_after_seconds_and_http_date() -> None:
-    from datetime import datetime, timezone
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    from datetime import datetime
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("garbage", now) is None and parse_retry_after(None) is None

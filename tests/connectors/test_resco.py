@@ -162,7 +162,8 @@ async def test_throttling_and_503_follow_the_shared_rules(resco: RescoConnector,
     route = router.get(f"{ODATA}contact")
     route.side_effect = [httpx.Response(429, headers={"Retry-After": "4"}), httpx.Response(503),
                          httpx.Response(200, json={"value": []})]
-    assert [p async for p in resco.read_pages("contact", [])][0].records == ()
+    pages = [p async for p in resco.read_pages("contact", [])]
+    assert pages[0].records == ()
     assert clock.sleeps[0] == 4.0 and len(clock.sleeps) == 2
 
 

@@ -93,8 +93,16 @@ WITH_COUNT = """<fetch version="1.0" count="500"><entity name="task"><filter>
 
 ENTITY_ONLY = '<fetch version="1.0"><entity name="product" /></fetch>'
 
-REALISTIC = [OWNER_CURRENT_USER, STATUS_ACTIVE, MODIFIED_LAST_30_DAYS, LINK_ACCOUNT_BY_OWNER, NESTED_OR,
-             VALUE_OF, WITH_COUNT, ENTITY_ONLY]
+REALISTIC = [
+    OWNER_CURRENT_USER,
+    STATUS_ACTIVE,
+    MODIFIED_LAST_30_DAYS,
+    LINK_ACCOUNT_BY_OWNER,
+    NESTED_OR,
+    VALUE_OF,
+    WITH_COUNT,
+    ENTITY_ONLY,
+]
 
 
 @pytest.mark.parametrize("xml", REALISTIC)
@@ -116,14 +124,22 @@ def test_parse_builds_the_expected_tree() -> None:
     assert inner_or.conditions == (Condition("ownerid", "eq-userid"), inner_or.items[2])
     assert inner_or.groups == (inner_or.items[1],)
     assert inner_or.items[0] == Condition("ownerid", "eq-userid")
-    assert inner_or.items[1] == FilterGroup(FilterType.AND, (
-        Condition("address1_city", "like", ("Pra%",)),
-        Condition("statuscode", "in", ("1", "2")),
-    ))
+    assert inner_or.items[1] == FilterGroup(
+        FilterType.AND,
+        (
+            Condition("address1_city", "like", ("Pra%",)),
+            Condition("statuscode", "in", ("1", "2")),
+        ),
+    )
     assert inner_or.items[2] == Condition("createdon", "between", ("2024-01-01", "2024-12-31"))
     link = f.links[0]
     assert (link.name, link.from_attribute, link.to_attribute, link.link_type, link.alias) == (
-        "account", "accountid", "parentcustomerid", LinkType.OUTER, "acc")
+        "account",
+        "accountid",
+        "parentcustomerid",
+        LinkType.OUTER,
+        "acc",
+    )
     assert link.links == (LinkEntity("systemuser", "systemuserid", "owninguser", LinkType.INNER, "usr"),)
     assert f.filter.groups[1].items == (Condition("acc", "null", entity_alias="acc"),)
     assert [x.name for x in f.walk_links()] == ["account", "systemuser"]
@@ -141,18 +157,27 @@ def test_canonical_rendering() -> None:
         "  </entity>\n"
         "</fetch>"
     )
-    assert render_filter(parse_filter(ENTITY_ONLY)) == '<fetch version="1.0">\n  <entity name="product" />\n</fetch>'
+    assert (
+        render_filter(parse_filter(ENTITY_ONLY))
+        == '<fetch version="1.0">\n  <entity name="product" />\n</fetch>'
+    )
     assert 'count="500"' in render_filter(parse_filter(WITH_COUNT))
     assert render_filter(parse_filter(VALUE_OF)).count('valueof="estimatedvalue"') == 1
 
 
 def test_render_escapes_and_round_trips_awkward_values() -> None:
     values = ('a "quoted" <b> & c', "line1\nline2\ttab\r", "]]> ' ü €")
-    f = FetchFilter("account", FilterGroup(FilterType.OR, (
-        Condition("name", "eq", (values[0],)),
-        Condition("description", "like", (values[1],)),
-        Condition("name", "in", values),
-    )))
+    f = FetchFilter(
+        "account",
+        FilterGroup(
+            FilterType.OR,
+            (
+                Condition("name", "eq", (values[0],)),
+                Condition("description", "like", (values[1],)),
+                Condition("name", "in", values),
+            ),
+        ),
+    )
     assert parse_filter(render_filter(f)) == f
 
 
@@ -183,8 +208,10 @@ def test_empty_filter_group_round_trips() -> None:
 
 
 def test_operator_names_are_case_insensitive_and_canonicalised() -> None:
-    f = parse_filter('<fetch><entity name="a"><filter type="OR"><condition attribute="x" operator="Eq" value="1"/>'
-                     "</filter></entity></fetch>")
+    f = parse_filter(
+        '<fetch><entity name="a"><filter type="OR"><condition attribute="x" operator="Eq" value="1"/>'
+        "</filter></entity></fetch>"
+    )
     assert f.filter == FilterGroup(FilterType.OR, (Condition("x", "eq", ("1",)),))
 
 
@@ -198,20 +225,99 @@ def test_entity_argument_must_match() -> None:
 
 # --- every operator of the Dataverse digest §4.3 ---------------------------------------------------
 
-DOC_OPERATORS = """eq ne neq gt ge lt le between not-between in not-in null not-null like not-like begins-with
-not-begin-with ends-with not-end-with contain-values not-contain-values eq-userid ne-userid eq-businessid
-ne-businessid eq-userteams eq-useroruserteams eq-useroruserhierarchy eq-useroruserhierarchyandteams
-eq-userlanguage above eq-or-above under eq-or-under not-under today yesterday tomorrow this-week last-week
-next-week this-month last-month next-month this-year last-year next-year last-seven-days next-seven-days
-last-x-hours next-x-hours last-x-days next-x-days last-x-weeks next-x-weeks last-x-months next-x-months
-last-x-years next-x-years olderthan-x-minutes olderthan-x-hours olderthan-x-days olderthan-x-weeks
-olderthan-x-months olderthan-x-years on on-or-before on-or-after this-fiscal-year this-fiscal-period
-last-fiscal-year last-fiscal-period next-fiscal-year next-fiscal-period last-x-fiscal-years
-last-x-fiscal-periods next-x-fiscal-years next-x-fiscal-periods in-fiscal-year in-fiscal-period
-in-fiscal-period-and-year in-or-before-fiscal-period-and-year in-or-after-fiscal-period-and-year""".split()
+DOC_OPERATORS = [
+    "eq",
+    "ne",
+    "neq",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "between",
+    "not-between",
+    "in",
+    "not-in",
+    "null",
+    "not-null",
+    "like",
+    "not-like",
+    "begins-with",
+    "not-begin-with",
+    "ends-with",
+    "not-end-with",
+    "contain-values",
+    "not-contain-values",
+    "eq-userid",
+    "ne-userid",
+    "eq-businessid",
+    "ne-businessid",
+    "eq-userteams",
+    "eq-useroruserteams",
+    "eq-useroruserhierarchy",
+    "eq-useroruserhierarchyandteams",
+    "eq-userlanguage",
+    "above",
+    "eq-or-above",
+    "under",
+    "eq-or-under",
+    "not-under",
+    "today",
+    "yesterday",
+    "tomorrow",
+    "this-week",
+    "last-week",
+    "next-week",
+    "this-month",
+    "last-month",
+    "next-month",
+    "this-year",
+    "last-year",
+    "next-year",
+    "last-seven-days",
+    "next-seven-days",
+    "last-x-hours",
+    "next-x-hours",
+    "last-x-days",
+    "next-x-days",
+    "last-x-weeks",
+    "next-x-weeks",
+    "last-x-months",
+    "next-x-months",
+    "last-x-years",
+    "next-x-years",
+    "olderthan-x-minutes",
+    "olderthan-x-hours",
+    "olderthan-x-days",
+    "olderthan-x-weeks",
+    "olderthan-x-months",
+    "olderthan-x-years",
+    "on",
+    "on-or-before",
+    "on-or-after",
+    "this-fiscal-year",
+    "this-fiscal-period",
+    "last-fiscal-year",
+    "last-fiscal-period",
+    "next-fiscal-year",
+    "next-fiscal-period",
+    "last-x-fiscal-years",
+    "last-x-fiscal-periods",
+    "next-x-fiscal-years",
+    "next-x-fiscal-periods",
+    "in-fiscal-year",
+    "in-fiscal-period",
+    "in-fiscal-period-and-year",
+    "in-or-before-fiscal-period-and-year",
+    "in-or-after-fiscal-period-and-year",
+]
 
-SAMPLE_VALUE = {ValueKind.TYPED: "7", ValueKind.COUNT: "3", ValueKind.INTEGER: "2024",
-                ValueKind.DATE: "2024-05-01", ValueKind.TEXT: "Con%"}
+SAMPLE_VALUE = {
+    ValueKind.TYPED: "7",
+    ValueKind.COUNT: "3",
+    ValueKind.INTEGER: "2024",
+    ValueKind.DATE: "2024-05-01",
+    ValueKind.TEXT: "Con%",
+}
 COUNT_FOR = {Arity.NONE: 0, Arity.ONE: 1, Arity.TWO: 2, Arity.MANY: 3}
 
 
@@ -222,8 +328,10 @@ def test_operator_table_is_exactly_the_documented_set() -> None:
 
 def _condition_xml(op: str, count: int, value: str) -> str:
     values = "".join(f"<value>{value}</value>" for _ in range(count))
-    return f'<fetch><entity name="a"><filter><condition attribute="x" operator="{op}">{values}</condition>' \
-           "</filter></entity></fetch>"
+    return (
+        f'<fetch><entity name="a"><filter><condition attribute="x" operator="{op}">{values}</condition>'
+        "</filter></entity></fetch>"
+    )
 
 
 @pytest.mark.parametrize("op", DOC_OPERATORS)
@@ -231,7 +339,9 @@ def test_every_operator_parses_renders_and_checks_its_arity(op: str) -> None:
     spec = OPERATORS[op]
     count = COUNT_FOR[spec.arity]
     f = parse_filter(_condition_xml(op, count, SAMPLE_VALUE[spec.value_kind]))
-    assert f.filter is not None and f.filter.items[0] == Condition("x", op, (SAMPLE_VALUE[spec.value_kind],) * count)
+    assert f.filter is not None and f.filter.items[0] == Condition(
+        "x", op, (SAMPLE_VALUE[spec.value_kind],) * count
+    )
     assert parse_filter(render_filter(f)) == f
     wrong = 1 if spec.arity in (Arity.NONE, Arity.TWO) else 0 if spec.arity is Arity.MANY else 2
     with pytest.raises(FilterError, match=f"operator '{op}' takes {spec.arity.value}, but {wrong}"):
@@ -241,75 +351,152 @@ def test_every_operator_parses_renders_and_checks_its_arity(op: str) -> None:
 
 # --- parse errors -------------------------------------------------------------------------------------
 
+
 def _wrap(condition: str, entity: str = "account") -> str:
     return f'<fetch><entity name="{entity}"><filter>{condition}</filter></entity></fetch>'
 
 
 PARSE_ERRORS = [
-    ("<fetch><entity name='a'><filter></entity></fetch>", "not well-formed XML: mismatched tag at line 1, column 35"),
-    ("<fetch>\n  <entity name='a'>\n    <filter>\n", "not well-formed XML: no element found at line 4, column 1"),
+    (
+        "<fetch><entity name='a'><filter></entity></fetch>",
+        "not well-formed XML: mismatched tag at line 1, column 35",
+    ),
+    (
+        "<fetch>\n  <entity name='a'>\n    <filter>\n",
+        "not well-formed XML: no element found at line 4, column 1",
+    ),
     ("<fetch><entity name='a' name='b'/></fetch>", "duplicate attribute at line 1"),
     ("<fetch><entity name='a'>&nbsp;</entity></fetch>", "undefined entity"),
     ("plain text", "not well-formed XML: syntax error at line 1, column 1"),
     ("<filter/>", "<filter> at line 1, column 1: a filter must start with <fetch>"),
     ("<fetch/>", "<fetch> at line 1, column 1: <fetch> must contain exactly one <entity> element"),
     ("<fetch><entity name='a'/><entity name='b'/></fetch>", "exactly one <entity>"),
-    ("<fetch page='2'><entity name='a'/></fetch>", "unexpected attribute 'page'; allowed here: count, distinct"),
+    (
+        "<fetch page='2'><entity name='a'/></fetch>",
+        "unexpected attribute 'page'; allowed here: count, distinct",
+    ),
     ("<fetch count='0'><entity name='a'/></fetch>", "count='0' must be a whole number of at least 1"),
     ("<fetch count='ten'><entity name='a'/></fetch>", "count='ten' must be a whole number"),
     ("<fetch><entity/></fetch>", "<entity> at line 1, column 8: the 'name' attribute is required"),
     ("<fetch><entity name='my table'/></fetch>", "name='my table' is not a valid logical name"),
     ("<fetch><entity name='a'>hello</entity></fetch>", "unexpected text 'hello'; only elements are allowed"),
-    ("<fetch><entity name='a'><where/></entity></fetch>", "<where> at line 1, column 25: unexpected element inside "
-                                                          "<entity>; allowed there: <filter>, <link-entity>"),
+    (
+        "<fetch><entity name='a'><where/></entity></fetch>",
+        (
+            "<where> at line 1, column 25: unexpected element inside "
+            "<entity>; allowed there: <filter>, <link-entity>"
+        ),
+    ),
     ('<fetch xmlns="urn:x"><entity name="a"/></fetch>', "a filter must start with <fetch>"),
-    (_wrap('<condition attribute="name" operator="equals" value="x"/>'),
-     "<condition attribute=\"name\"> at line 1, column 39: unknown operator 'equals'. Did you mean 'eq'?"),
-    (_wrap('<condition attribute="name" operator="sounds-like" value="x"/>'),
-     "unknown operator 'sounds-like'. Did you mean 'not-like'? See docs/config-format.md"),
-    (_wrap('<condition attribute="name" operator="eq"/>'), "operator 'eq' takes exactly one value, but 0 were given"),
-    (_wrap('<condition attribute="name" operator="null" value="x"/>'), "operator 'null' takes no value, but 1 was given"),
-    (_wrap('<condition attribute="n" operator="between"><value>1</value></condition>'),
-     "operator 'between' takes exactly two values, but 1 was given"),
-    (_wrap('<condition attribute="n" operator="in"></condition>'), "'in' takes one or more values, but 0 were given"),
-    (_wrap('<condition attribute="n" operator="in" value="1"><value>2</value></condition>'),
-     'use either value="…" or <value> children, not both'),
-    (_wrap('<condition attribute="n" operator="eq" value=""/>'), 'a value is empty; to match empty columns use'),
-    (_wrap('<condition attribute="n" operator="in"><value>1</value><value> </value></condition>'), "a value is empty"),
-    (_wrap('<condition attribute="n" operator="in"><value><b/></value></condition>'),
-     "<value> at line 1, column 78: a <value> holds text only"),
+    (
+        _wrap('<condition attribute="name" operator="equals" value="x"/>'),
+        "<condition attribute=\"name\"> at line 1, column 39: unknown operator 'equals'. Did you mean 'eq'?",
+    ),
+    (
+        _wrap('<condition attribute="name" operator="sounds-like" value="x"/>'),
+        "unknown operator 'sounds-like'. Did you mean 'not-like'? See docs/config-format.md",
+    ),
+    (
+        _wrap('<condition attribute="name" operator="eq"/>'),
+        "operator 'eq' takes exactly one value, but 0 were given",
+    ),
+    (
+        _wrap('<condition attribute="name" operator="null" value="x"/>'),
+        "operator 'null' takes no value, but 1 was given",
+    ),
+    (
+        _wrap('<condition attribute="n" operator="between"><value>1</value></condition>'),
+        "operator 'between' takes exactly two values, but 1 was given",
+    ),
+    (
+        _wrap('<condition attribute="n" operator="in"></condition>'),
+        "'in' takes one or more values, but 0 were given",
+    ),
+    (
+        _wrap('<condition attribute="n" operator="in" value="1"><value>2</value></condition>'),
+        'use either value="…" or <value> children, not both',
+    ),
+    (
+        _wrap('<condition attribute="n" operator="eq" value=""/>'),
+        "a value is empty; to match empty columns use",
+    ),
+    (
+        _wrap('<condition attribute="n" operator="in"><value>1</value><value> </value></condition>'),
+        "a value is empty",
+    ),
+    (
+        _wrap('<condition attribute="n" operator="in"><value><b/></value></condition>'),
+        "<value> at line 1, column 78: a <value> holds text only",
+    ),
     (_wrap('<condition attribute="n" operator="in"><val>1</val></condition>'), "allowed there: <value>"),
-    (_wrap('<condition attribute="n" operator="in"><value x="1">1</value></condition>'), "unexpected attribute 'x'"),
+    (
+        _wrap('<condition attribute="n" operator="in"><value x="1">1</value></condition>'),
+        "unexpected attribute 'x'",
+    ),
     (_wrap('<condition operator="eq" value="1"/>'), "the 'attribute' attribute is required"),
     (_wrap('<condition attribute="n" value="1"/>'), "the 'operator' attribute is required"),
     (_wrap('<condition attribute="n" operator="eq" value="1" foo="bar"/>'), "unexpected attribute 'foo'"),
-    (_wrap('<condition attribute="m" operator="last-x-days" value="thirty"/>'),
-     "operator 'last-x-days' needs a whole number of at least 1, not 'thirty'"),
+    (
+        _wrap('<condition attribute="m" operator="last-x-days" value="thirty"/>'),
+        "operator 'last-x-days' needs a whole number of at least 1, not 'thirty'",
+    ),
     (_wrap('<condition attribute="m" operator="last-x-days" value="0"/>'), "at least 1, not '0'"),
-    (_wrap('<condition attribute="m" operator="in-fiscal-year" value="FY24"/>'),
-     "operator 'in-fiscal-year' needs whole numbers, not 'FY24'"),
-    (_wrap('<condition attribute="m" operator="on" value="31/05/2024"/>'),
-     "operator 'on' needs a date such as 2024-05-31, not '31/05/2024'"),
-    (_wrap('<condition attribute="m" operator="like" valueof="n"/>'), "valueof can only be used with eq, ge, gt"),
-    (_wrap('<condition attribute="m" operator="eq" valueof="n" value="1"/>'), "compares two columns and takes no value"),
-    (_wrap('<condition attribute="m" operator="eq" valueof="n m"/>'), "valueof='n m' is not a valid logical name"),
-    (_wrap('<condition attribute="m" operator="eq" value="1" entityname="zz"/>'),
-     "the condition on 'm' refers to entityname='zz', but no <link-entity> has that alias"),
-    ('<fetch><entity name="a"><filter type="xor"/></entity></fetch>', "type='xor' must be \"and\" or \"or\""),
-    ('<fetch><entity name="a"><filter><link-entity name="b" from="x" to="y"/></filter></entity></fetch>',
-     "unexpected element inside <filter>; allowed there: <condition>, <filter>"),
-    ('<fetch><entity name="a"><link-entity name="b" from="x" to="y" link-type="left"/></entity></fetch>',
-     "link-type='left' is not one of: inner, outer, any, not-any"),
-    ('<fetch><entity name="a"><link-entity name="b" to="y"/></entity></fetch>',
-     "<link-entity name=\"b\"> at line 1, column 25: the 'from' attribute is required"),
-    ('<fetch><entity name="a"><link-entity name="b" from="x" to="y" alias="my alias"/></entity></fetch>',
-     "alias='my alias' is not a valid alias"),
-    ('<fetch><entity name="a"><link-entity name="b" from="x" to="y" alias="L"/>'
-     '<link-entity name="c" from="x" to="y" alias="L"/></entity></fetch>',
-     "the alias 'L' is used by more than one <link-entity>"),
-    ('<fetch><entity name="a"><order attribute="x" descending="yes"/></entity></fetch>',
-     "descending='yes' must be \"true\" or \"false\""),
-    ('<fetch><entity name="a"><order/></entity></fetch>', "<order> at line 1, column 25: the 'attribute' attribute"),
+    (
+        _wrap('<condition attribute="m" operator="in-fiscal-year" value="FY24"/>'),
+        "operator 'in-fiscal-year' needs whole numbers, not 'FY24'",
+    ),
+    (
+        _wrap('<condition attribute="m" operator="on" value="31/05/2024"/>'),
+        "operator 'on' needs a date such as 2024-05-31, not '31/05/2024'",
+    ),
+    (
+        _wrap('<condition attribute="m" operator="like" valueof="n"/>'),
+        "valueof can only be used with eq, ge, gt",
+    ),
+    (
+        _wrap('<condition attribute="m" operator="eq" valueof="n" value="1"/>'),
+        "compares two columns and takes no value",
+    ),
+    (
+        _wrap('<condition attribute="m" operator="eq" valueof="n m"/>'),
+        "valueof='n m' is not a valid logical name",
+    ),
+    (
+        _wrap('<condition attribute="m" operator="eq" value="1" entityname="zz"/>'),
+        "the condition on 'm' refers to entityname='zz', but no <link-entity> has that alias",
+    ),
+    ('<fetch><entity name="a"><filter type="xor"/></entity></fetch>', 'type=\'xor\' must be "and" or "or"'),
+    (
+        '<fetch><entity name="a"><filter><link-entity name="b" from="x" to="y"/></filter></entity></fetch>',
+        "unexpected element inside <filter>; allowed there: <condition>, <filter>",
+    ),
+    (
+        '<fetch><entity name="a"><link-entity name="b" from="x" to="y" link-type="left"/></entity></fetch>',
+        "link-type='left' is not one of: inner, outer, any, not-any",
+    ),
+    (
+        '<fetch><entity name="a"><link-entity name="b" to="y"/></entity></fetch>',
+        "<link-entity name=\"b\"> at line 1, column 25: the 'from' attribute is required",
+    ),
+    (
+        '<fetch><entity name="a"><link-entity name="b" from="x" to="y" alias="my alias"/></entity></fetch>',
+        "alias='my alias' is not a valid alias",
+    ),
+    (
+        (
+            '<fetch><entity name="a"><link-entity name="b" from="x" to="y" alias="L"/>'
+            '<link-entity name="c" from="x" to="y" alias="L"/></entity></fetch>'
+        ),
+        "the alias 'L' is used by more than one <link-entity>",
+    ),
+    (
+        '<fetch><entity name="a"><order attribute="x" descending="yes"/></entity></fetch>',
+        'descending=\'yes\' must be "true" or "false"',
+    ),
+    (
+        '<fetch><entity name="a"><order/></entity></fetch>',
+        "<order> at line 1, column 25: the 'attribute' attribute",
+    ),
 ]
 
 
@@ -322,8 +509,10 @@ def test_parse_errors_are_precise(xml: str, fragment: str) -> None:
 
 
 def test_condition_on_unaliased_link_by_name_is_accepted() -> None:
-    f = parse_filter('<fetch><entity name="a"><filter><condition attribute="n" operator="null" entityname="b"/>'
-                     '</filter><link-entity name="b" from="x" to="y"/></entity></fetch>')
+    f = parse_filter(
+        '<fetch><entity name="a"><filter><condition attribute="n" operator="null" entityname="b"/>'
+        '</filter><link-entity name="b" from="x" to="y"/></entity></fetch>'
+    )
     assert f.filter is not None and f.filter.items[0] == Condition("n", "null", entity_alias="b")
 
 
@@ -331,8 +520,12 @@ def test_nesting_depth_and_size_limits() -> None:
     deep = '<fetch><entity name="a">' + "<filter>" * 40 + "</filter>" * 40 + "</entity></fetch>"
     with pytest.raises(FilterError, match="nested more than 32 levels deep"):
         parse_filter(deep)
-    deep_links = '<fetch><entity name="a">' + '<link-entity name="b" from="x" to="y">' * 40 + \
-        "</link-entity>" * 40 + "</entity></fetch>"
+    deep_links = (
+        '<fetch><entity name="a">'
+        + '<link-entity name="b" from="x" to="y">' * 40
+        + "</link-entity>" * 40
+        + "</entity></fetch>"
+    )
     with pytest.raises(FilterError, match="nested more than 32 levels deep"):
         parse_filter(deep_links)
     ok = '<fetch><entity name="a">' + "<filter>" * 31 + "</filter>" * 31 + "</entity></fetch>"
@@ -426,34 +619,39 @@ def test_other_defusedxml_refusals_are_translated(monkeypatch: pytest.MonkeyPatc
 
 # --- validation -------------------------------------------------------------------------------------
 
-METADATA = MetadataMap.from_mapping({
-    "contact": {
-        "contactid": "Uniqueidentifier",
-        "fullname": "String",
-        "ownerid": ("Owner", ["systemuser", "team"]),
-        "parentcustomerid": ("Customer", ["account", "contact"]),
-        "statecode": "State",
-        "statuscode": "Status",
-        "numberofchildren": "Integer",
-        "creditlimit": "Money",
-        "donotemail": "Boolean",
-        "birthdate": "DateTime",
-        "modifiedon": "DateTime",
-        "createdon": AttributeType.DATETIME,
-        "hobbies": "MultiSelectPicklist",
-        "entityimage": "Image",
-    },
-    "account": {
-        "accountid": "Uniqueidentifier",
-        "name": "String",
-        "ownerid": ("Owner", ["systemuser", "team"]),
-        "primarycontactid": ("Lookup", ["contact"]),
-        "statecode": "State",
-        "revenue": AttributeInfo(AttributeType.MONEY),
-    },
-    "systemuser": {"systemuserid": "Uniqueidentifier", "fullname": "String",
-                   "businessunitid": ("Lookup", ("businessunit",))},
-})
+METADATA = MetadataMap.from_mapping(
+    {
+        "contact": {
+            "contactid": "Uniqueidentifier",
+            "fullname": "String",
+            "ownerid": ("Owner", ["systemuser", "team"]),
+            "parentcustomerid": ("Customer", ["account", "contact"]),
+            "statecode": "State",
+            "statuscode": "Status",
+            "numberofchildren": "Integer",
+            "creditlimit": "Money",
+            "donotemail": "Boolean",
+            "birthdate": "DateTime",
+            "modifiedon": "DateTime",
+            "createdon": AttributeType.DATETIME,
+            "hobbies": "MultiSelectPicklist",
+            "entityimage": "Image",
+        },
+        "account": {
+            "accountid": "Uniqueidentifier",
+            "name": "String",
+            "ownerid": ("Owner", ["systemuser", "team"]),
+            "primarycontactid": ("Lookup", ["contact"]),
+            "statecode": "State",
+            "revenue": AttributeInfo(AttributeType.MONEY),
+        },
+        "systemuser": {
+            "systemuserid": "Uniqueidentifier",
+            "fullname": "String",
+            "businessunitid": ("Lookup", ("businessunit",)),
+        },
+    }
+)
 
 
 def _problems(xml: str) -> list[str]:
@@ -468,10 +666,16 @@ VALID = [
     OWNER_CURRENT_USER,
     LINK_ACCOUNT_BY_OWNER,
     _c("contact", '<condition attribute="statecode" operator="eq" value="0"/>'),
-    _c("contact", f'<condition attribute="parentcustomerid" operator="in"><value>{USER}</value>'
-                  f"<value>{{{BU.upper()}}}</value></condition>"),
-    _c("contact", '<condition attribute="creditlimit" operator="between"><value>10.5</value><value>1e3</value>'
-                  "</condition>"),
+    _c(
+        "contact",
+        f'<condition attribute="parentcustomerid" operator="in"><value>{USER}</value>'
+        f"<value>{{{BU.upper()}}}</value></condition>",
+    ),
+    _c(
+        "contact",
+        '<condition attribute="creditlimit" operator="between"><value>10.5</value><value>1e3</value>'
+        "</condition>",
+    ),
     _c("contact", '<condition attribute="donotemail" operator="eq" value="true"/>'),
     _c("contact", '<condition attribute="birthdate" operator="on-or-after" value="2000-01-01"/>'),
     _c("contact", '<condition attribute="modifiedon" operator="gt" value="2024-05-01T08:00:00Z"/>'),
@@ -479,9 +683,11 @@ VALID = [
     _c("contact", '<condition attribute="fullname" operator="like" value="%son"/>'),
     _c("contact", '<condition attribute="fullname" operator="eq" value="Ann O\'Neil"/>'),
     _c("contact", '<condition attribute="modifiedon" operator="ge" valueof="createdon"/>'),
-    '<fetch><entity name="contact"><order attribute="fullname"/><link-entity name="account" from="primarycontactid" '
-    'to="contactid" alias="a"><filter><condition attribute="name" operator="not-null"/></filter></link-entity>'
-    '<filter><condition attribute="statecode" operator="eq" value="0" entityname="a"/></filter></entity></fetch>',
+    (
+        '<fetch><entity name="contact"><order attribute="fullname"/><link-entity name="account" from="primarycontactid" '
+        'to="contactid" alias="a"><filter><condition attribute="name" operator="not-null"/></filter></link-entity>'
+        '<filter><condition attribute="statecode" operator="eq" value="0" entityname="a"/></filter></entity></fetch>'
+    ),
 ]
 
 
@@ -492,69 +698,163 @@ def test_valid_filters_have_no_problems(xml: str) -> None:
 
 
 PROBLEMS = [
-    ('<fetch><entity name="contcat"/></fetch>', "contcat: unknown entity 'contcat': the server organization has no"),
-    (_c("contact", '<condition attribute="fulname" operator="eq" value="x"/>'),
-     "contact > condition 'fulname': unknown column 'fulname' of 'contact' (did you mean 'fullname'?)."),
-    (_c("contact", '<condition attribute="numberofchildren" operator="like" value="1%"/>'),
-     "contact > condition 'numberofchildren': operator 'like' cannot be used on the integer column "
-     "'numberofchildren'; it applies to text columns."),
-    (_c("contact", '<condition attribute="fullname" operator="last-x-days" value="3"/>'),
-     "operator 'last-x-days' cannot be used on the string column 'fullname'; it applies to date and time columns"),
-    (_c("contact", '<condition attribute="ownerid" operator="eq" value="John Smith"/>'),
-     "contact > condition 'ownerid': 'John Smith' is not a GUID (like 00000000-0000-0000-0000-000000000000), as "
-     "the owner column 'ownerid' needs."),
-    (_c("contact", '<condition attribute="parentcustomerid" operator="in"><value>{BAD}</value></condition>'),
-     "'{BAD}' is not a GUID"),
-    (_c("contact", '<condition attribute="numberofchildren" operator="gt" value="2.5"/>'),
-     "'2.5' is not a whole number, as the integer column 'numberofchildren' needs."),
-    (_c("contact", '<condition attribute="statecode" operator="eq" value="Active"/>'),
-     "'Active' is not a whole number, as the state column"),
-    (_c("contact", '<condition attribute="creditlimit" operator="ge" value="lots"/>'), "'lots' is not a number"),
-    (_c("contact", '<condition attribute="creditlimit" operator="ge" value="NaN"/>'), "'NaN' is not a number"),
-    (_c("contact", '<condition attribute="donotemail" operator="eq" value="yes"/>'),
-     "'yes' is not 0, 1, true or false"),
-    (_c("contact", '<condition attribute="birthdate" operator="lt" value="yesterday"/>'),
-     "'yesterday' is not a date (like 2024-05-31 or 2024-05-31T08:00:00Z)"),
-    (_c("contact", '<condition attribute="hobbies" operator="eq" value="golf"/>'), "'golf' is not a whole number"),
-    (_c("contact", '<condition attribute="entityimage" operator="null"/>'),
-     "contact > condition 'entityimage': image columns cannot be used in a filter."),
-    (_c("contact", '<condition attribute="fullname" operator="eq-userid"/>'),
-     "operator 'eq-userid' cannot be used on the string column 'fullname'; it applies to lookup or id columns"),
-    (_c("contact", '<condition attribute="donotemail" operator="gt" value="0"/>'),
-     "operator 'gt' cannot be used on the boolean column"),
-    (_c("contact", '<condition attribute="modifiedon" operator="gt" valueof="modfiedon"/>'),
-     "valueof refers to unknown column 'modfiedon' of 'contact'."),
-    (_c("contact", '<condition attribute="modifiedon" operator="gt" valueof="fullname"/>'),
-     "valueof column 'fullname' is string, but 'modifiedon' is datetime."),
-    ('<fetch><entity name="contact"><link-entity name="acount" from="accountid" to="parentcustomerid"/></entity>'
-     "</fetch>", "contact > link-entity 'acount': unknown entity 'acount'"),
-    ('<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomer" alias="a"/>'
-     "</entity></fetch>",
-     "contact > link-entity 'account' (alias 'a'): to='parentcustomer' is not a column of 'contact' (did you mean "
-     "'parentcustomerid'?)."),
-    ('<fetch><entity name="contact"><link-entity name="account" from="acountid" to="parentcustomerid"/></entity>'
-     "</fetch>", "from='acountid' is not a column of 'account' (did you mean 'accountid'?)."),
-    ('<fetch><entity name="contact"><link-entity name="account" from="name" to="parentcustomerid"/></entity>'
-     "</fetch>", "cannot join contact.parentcustomerid (customer) to account.name (string)."),
-    ('<fetch><entity name="contact"><link-entity name="systemuser" from="systemuserid" to="parentcustomerid"/>'
-     "</entity></fetch>",
-     "contact > link-entity 'systemuser': these columns are not related: contact.parentcustomerid points to "
-     "account, contact, not to 'systemuser'."),
-    ('<fetch><entity name="account"><link-entity name="systemuser" from="businessunitid" to="primarycontactid"/>'
-     "</entity></fetch>",
-     "these columns are not related: account.primarycontactid points to contact, not to 'systemuser'; "
-     "systemuser.businessunitid points to businessunit, not to 'account'."),
-    ('<fetch><entity name="contact"><link-entity name="systemuser" from="businessunitid" to="contactid"/>'
-     "</entity></fetch>",
-     "these columns are not related: systemuser.businessunitid points to businessunit, not to 'contact'."),
-    ('<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomerid">'
-     '<filter><condition attribute="nmae" operator="null"/></filter></link-entity></entity></fetch>',
-     "contact > link-entity 'account' > condition 'nmae': unknown column 'nmae' of 'account' (did you mean 'name'?)"),
-    ('<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomerid" alias="a"/>'
-     '<filter><condition attribute="fullname" operator="null" entityname="a"/></filter></entity></fetch>',
-     "contact > condition 'fullname': unknown column 'fullname' of 'account'"),
-    ('<fetch><entity name="contact"><order attribute="lastname"/></entity></fetch>',
-     "contact > order 'lastname': unknown column 'lastname' of 'contact'"),
+    (
+        '<fetch><entity name="contcat"/></fetch>',
+        "contcat: unknown entity 'contcat': the server organization has no",
+    ),
+    (
+        _c("contact", '<condition attribute="fulname" operator="eq" value="x"/>'),
+        "contact > condition 'fulname': unknown column 'fulname' of 'contact' (did you mean 'fullname'?).",
+    ),
+    (
+        _c("contact", '<condition attribute="numberofchildren" operator="like" value="1%"/>'),
+        (
+            "contact > condition 'numberofchildren': operator 'like' cannot be used on the integer column "
+            "'numberofchildren'; it applies to text columns."
+        ),
+    ),
+    (
+        _c("contact", '<condition attribute="fullname" operator="last-x-days" value="3"/>'),
+        "operator 'last-x-days' cannot be used on the string column 'fullname'; it applies to date and time columns",
+    ),
+    (
+        _c("contact", '<condition attribute="ownerid" operator="eq" value="John Smith"/>'),
+        (
+            "contact > condition 'ownerid': 'John Smith' is not a GUID (like 00000000-0000-0000-0000-000000000000), as "
+            "the owner column 'ownerid' needs."
+        ),
+    ),
+    (
+        _c(
+            "contact",
+            '<condition attribute="parentcustomerid" operator="in"><value>{BAD}</value></condition>',
+        ),
+        "'{BAD}' is not a GUID",
+    ),
+    (
+        _c("contact", '<condition attribute="numberofchildren" operator="gt" value="2.5"/>'),
+        "'2.5' is not a whole number, as the integer column 'numberofchildren' needs.",
+    ),
+    (
+        _c("contact", '<condition attribute="statecode" operator="eq" value="Active"/>'),
+        "'Active' is not a whole number, as the state column",
+    ),
+    (
+        _c("contact", '<condition attribute="creditlimit" operator="ge" value="lots"/>'),
+        "'lots' is not a number",
+    ),
+    (
+        _c("contact", '<condition attribute="creditlimit" operator="ge" value="NaN"/>'),
+        "'NaN' is not a number",
+    ),
+    (
+        _c("contact", '<condition attribute="donotemail" operator="eq" value="yes"/>'),
+        "'yes' is not 0, 1, true or false",
+    ),
+    (
+        _c("contact", '<condition attribute="birthdate" operator="lt" value="yesterday"/>'),
+        "'yesterday' is not a date (like 2024-05-31 or 2024-05-31T08:00:00Z)",
+    ),
+    (
+        _c("contact", '<condition attribute="hobbies" operator="eq" value="golf"/>'),
+        "'golf' is not a whole number",
+    ),
+    (
+        _c("contact", '<condition attribute="entityimage" operator="null"/>'),
+        "contact > condition 'entityimage': image columns cannot be used in a filter.",
+    ),
+    (
+        _c("contact", '<condition attribute="fullname" operator="eq-userid"/>'),
+        "operator 'eq-userid' cannot be used on the string column 'fullname'; it applies to lookup or id columns",
+    ),
+    (
+        _c("contact", '<condition attribute="donotemail" operator="gt" value="0"/>'),
+        "operator 'gt' cannot be used on the boolean column",
+    ),
+    (
+        _c("contact", '<condition attribute="modifiedon" operator="gt" valueof="modfiedon"/>'),
+        "valueof refers to unknown column 'modfiedon' of 'contact'.",
+    ),
+    (
+        _c("contact", '<condition attribute="modifiedon" operator="gt" valueof="fullname"/>'),
+        "valueof column 'fullname' is string, but 'modifiedon' is datetime.",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="acount" from="accountid" to="parentcustomerid"/></entity>'
+            "</fetch>"
+        ),
+        "contact > link-entity 'acount': unknown entity 'acount'",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomer" alias="a"/>'
+            "</entity></fetch>"
+        ),
+        (
+            "contact > link-entity 'account' (alias 'a'): to='parentcustomer' is not a column of 'contact' (did you mean "
+            "'parentcustomerid'?)."
+        ),
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="account" from="acountid" to="parentcustomerid"/></entity>'
+            "</fetch>"
+        ),
+        "from='acountid' is not a column of 'account' (did you mean 'accountid'?).",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="account" from="name" to="parentcustomerid"/></entity>'
+            "</fetch>"
+        ),
+        "cannot join contact.parentcustomerid (customer) to account.name (string).",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="systemuser" from="systemuserid" to="parentcustomerid"/>'
+            "</entity></fetch>"
+        ),
+        (
+            "contact > link-entity 'systemuser': these columns are not related: contact.parentcustomerid points to "
+            "account, contact, not to 'systemuser'."
+        ),
+    ),
+    (
+        (
+            '<fetch><entity name="account"><link-entity name="systemuser" from="businessunitid" to="primarycontactid"/>'
+            "</entity></fetch>"
+        ),
+        (
+            "these columns are not related: account.primarycontactid points to contact, not to 'systemuser'; "
+            "systemuser.businessunitid points to businessunit, not to 'account'."
+        ),
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="systemuser" from="businessunitid" to="contactid"/>'
+            "</entity></fetch>"
+        ),
+        "these columns are not related: systemuser.businessunitid points to businessunit, not to 'contact'.",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomerid">'
+            '<filter><condition attribute="nmae" operator="null"/></filter></link-entity></entity></fetch>'
+        ),
+        "contact > link-entity 'account' > condition 'nmae': unknown column 'nmae' of 'account' (did you mean 'name'?)",
+    ),
+    (
+        (
+            '<fetch><entity name="contact"><link-entity name="account" from="accountid" to="parentcustomerid" alias="a"/>'
+            '<filter><condition attribute="fullname" operator="null" entityname="a"/></filter></entity></fetch>'
+        ),
+        "contact > condition 'fullname': unknown column 'fullname' of 'account'",
+    ),
+    (
+        '<fetch><entity name="contact"><order attribute="lastname"/></entity></fetch>',
+        "contact > order 'lastname': unknown column 'lastname' of 'contact'",
+    ),
 ]
 
 
@@ -566,12 +866,18 @@ def test_validation_problems_are_precise(xml: str, expected: str) -> None:
 
 
 def test_validation_reports_every_problem_and_can_raise() -> None:
-    xml = _c("contact", '<condition attribute="fulname" operator="eq" value="x"/>'
-                        '<condition attribute="numberofchildren" operator="like" value="1%"/>'
-                        '<filter type="or"><condition attribute="ownerid" operator="eq" value="me"/></filter>')
+    xml = _c(
+        "contact",
+        '<condition attribute="fulname" operator="eq" value="x"/>'
+        '<condition attribute="numberofchildren" operator="like" value="1%"/>'
+        '<filter type="or"><condition attribute="ownerid" operator="eq" value="me"/></filter>',
+    )
     problems = validate_filter(parse_filter(xml), METADATA)
-    assert [p.path for p in problems] == ["contact > condition 'fulname'", "contact > condition 'numberofchildren'",
-                                          "contact > condition 'ownerid'"]
+    assert [p.path for p in problems] == [
+        "contact > condition 'fulname'",
+        "contact > condition 'numberofchildren'",
+        "contact > condition 'ownerid'",
+    ]
     with pytest.raises(FilterError) as info:
         validate_filter(parse_filter(xml), METADATA, raise_on_problems=True)
     message = str(info.value)
@@ -582,60 +888,99 @@ def test_validation_reports_every_problem_and_can_raise() -> None:
 
 
 def test_validation_of_links_to_unknown_entities_does_not_cascade() -> None:
-    xml = ('<fetch><entity name="contact"><link-entity name="nope" from="x" to="contactid" alias="n"/>'
-           '<filter><condition attribute="y" operator="null" entityname="n"/></filter></entity></fetch>')
-    assert _problems(xml) == ["contact > link-entity 'nope' (alias 'n'): unknown entity 'nope': the server "
-                              "organization has no such table."]
+    xml = (
+        '<fetch><entity name="contact"><link-entity name="nope" from="x" to="contactid" alias="n"/>'
+        '<filter><condition attribute="y" operator="null" entityname="n"/></filter></entity></fetch>'
+    )
+    assert _problems(xml) == [
+        (
+            "contact > link-entity 'nope' (alias 'n'): unknown entity 'nope': the server "
+            "organization has no such table."
+        )
+    ]
 
 
 def test_validation_accepts_plain_mappings_protocols_and_hand_built_filters() -> None:
     plain = {"account": {"name": "string", "accountid": AttributeType.UNIQUEIDENTIFIER}}
-    assert validate_filter(parse_filter(_c("account", '<condition attribute="name" operator="like" value="A%"/>')),
-                           plain) == []
+    assert (
+        validate_filter(
+            parse_filter(_c("account", '<condition attribute="name" operator="like" value="A%"/>')), plain
+        )
+        == []
+    )
     assert validate_filter(NO_FILTER, {}) == []
 
     class Server:
         def attributes_of(self, entity: str) -> dict[str, AttributeInfo] | None:
             return {"name": AttributeInfo(AttributeType.STRING)} if entity == "lead" else None
 
-    assert validate_filter(FetchFilter("lead", FilterGroup(items=(Condition("name", "null"),))), Server()) == []
+    assert (
+        validate_filter(FetchFilter("lead", FilterGroup(items=(Condition("name", "null"),))), Server()) == []
+    )
     orphan = FetchFilter("account", FilterGroup(items=(Condition("name", "null", entity_alias="ghost"),)))
     assert [str(p) for p in validate_filter(orphan, plain)] == [
-        "account > condition 'name': entityname='ghost' matches no link-entity alias."]
+        "account > condition 'name': entityname='ghost' matches no link-entity alias."
+    ]
 
 
 def test_join_through_a_lookup_on_the_linked_side() -> None:
     # account.primarycontactid -> contact: the lookup is on the linked table's side.
-    xml = ('<fetch><entity name="contact"><link-entity name="account" from="primarycontactid" to="contactid"/>'
-           "</entity></fetch>")
+    xml = (
+        '<fetch><entity name="contact"><link-entity name="account" from="primarycontactid" to="contactid"/>'
+        "</entity></fetch>"
+    )
     assert _problems(xml) == []
 
 
 # --- summaries ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("xml", "summary"),
     [
         ("", "All records"),
         (ENTITY_ONLY, "All records"),
-        (_c("contact", '<condition attribute="ownerid" operator="eq-userid"/>'
-                       '<condition attribute="statecode" operator="eq" value="0"/>'),
-         "Owner is current user and Status = Active"),
+        (
+            _c(
+                "contact",
+                '<condition attribute="ownerid" operator="eq-userid"/>'
+                '<condition attribute="statecode" operator="eq" value="0"/>',
+            ),
+            "Owner is current user and Status = Active",
+        ),
         (MODIFIED_LAST_30_DAYS, "Modified On is in the last 30 days"),
         (LINK_ACCOUNT_BY_OWNER, "with account where Owner is current user"),
-        (NESTED_OR, "Status = Active and (Owner is current user or (address1_city is like 'Pra%' and "
-                    "Status Reason is one of 1, 2) or Created On is between 2024-01-01 and 2024-12-31) and "
-                    "acc.acc is empty and optionally with account where name has a value and with systemuser"),
+        (
+            NESTED_OR,
+            (
+                "Status = Active and (Owner is current user or (address1_city is like 'Pra%' and "
+                "Status Reason is one of 1, 2) or Created On is between 2024-01-01 and 2024-12-31) and "
+                "acc.acc is empty and optionally with account where name has a value and with systemuser"
+            ),
+        ),
         (VALUE_OF, "actualvalue > estimatedvalue"),
         (WITH_COUNT, "scheduledend is in the next 14 days (first 500 records)"),
         (_c("a", '<condition attribute="statecode" operator="ne" value="1"/>'), "Status != Inactive"),
-        (_c("a", '<filter type="or"><condition attribute="a" operator="null"/><condition attribute="b" operator="null"/>'
-                 '</filter><filter type="and"><condition attribute="c" operator="null"/><condition attribute="d" '
-                 'operator="null"/></filter>'), "(a is empty or b is empty) and c is empty and d is empty"),
-        ('<fetch><entity name="a"><link-entity name="b" from="x" to="y" link-type="not-any"/></entity></fetch>',
-         "without b"),
-        ('<fetch><entity name="a"><filter type="or"><filter/><condition attribute="x" operator="null"/></filter>'
-         "</entity></fetch>", "x is empty"),
+        (
+            _c(
+                "a",
+                '<filter type="or"><condition attribute="a" operator="null"/><condition attribute="b" operator="null"/>'
+                '</filter><filter type="and"><condition attribute="c" operator="null"/><condition attribute="d" '
+                'operator="null"/></filter>',
+            ),
+            "(a is empty or b is empty) and c is empty and d is empty",
+        ),
+        (
+            '<fetch><entity name="a"><link-entity name="b" from="x" to="y" link-type="not-any"/></entity></fetch>',
+            "without b",
+        ),
+        (
+            (
+                '<fetch><entity name="a"><filter type="or"><filter/><condition attribute="x" operator="null"/></filter>'
+                "</entity></fetch>"
+            ),
+            "x is empty",
+        ),
     ],
 )
 def test_summaries(xml: str, summary: str) -> None:
@@ -643,10 +988,17 @@ def test_summaries(xml: str, summary: str) -> None:
 
 
 def test_summary_uses_caller_labels() -> None:
-    f = parse_filter(_c("account", '<condition attribute="industrycode" operator="in"><value>1</value>'
-                                   "<value>7</value></condition>"))
-    text = summarize_filter(f, display_names={"industrycode": "Industry"},
-                            value_labels={("industrycode", "1"): "Accounting", ("industrycode", "7"): "Consulting"})
+    f = parse_filter(
+        _c(
+            "account",
+            '<condition attribute="industrycode" operator="in"><value>1</value><value>7</value></condition>',
+        )
+    )
+    text = summarize_filter(
+        f,
+        display_names={"industrycode": "Industry"},
+        value_labels={("industrycode", "1"): "Accounting", ("industrycode", "7"): "Consulting"},
+    )
     assert text == "Industry is one of Accounting, Consulting"
 
 
@@ -656,8 +1008,9 @@ NOW = datetime(2024, 5, 15, 10, 30, tzinfo=UTC)
 CTX = EvaluationContext(USER, BU, NOW)
 
 
-def _eval(op: str, values: tuple[str, ...], actual: Any, *, ctx: EvaluationContext = CTX,
-          attribute: str = "x") -> bool:
+def _eval(
+    op: str, values: tuple[str, ...], actual: Any, *, ctx: EvaluationContext = CTX, attribute: str = "x"
+) -> bool:
     f = FetchFilter("a", FilterGroup(items=(Condition("x", op, values),)))
     return evaluate(f, {attribute: actual}, ctx)
 
@@ -748,7 +1101,12 @@ EVAL_CASES: list[tuple[str, tuple[str, ...], Any, bool]] = [
     ("between", ("2024-05-01", "2024-05-31"), datetime(2024, 5, 31, 23, 59, tzinfo=UTC), True),
     ("between", ("2024-05-01", "2024-05-31"), "2024-06-01T00:00:00Z", False),
     ("between", ("2024-05-01", "2024-05-31"), date(2024, 5, 1), True),
-    ("between", ("2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"), datetime(2024, 5, 1, 13, tzinfo=UTC), False),
+    (
+        "between",
+        ("2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"),
+        datetime(2024, 5, 1, 13, tzinfo=UTC),
+        False,
+    ),
     ("between", ("a", "c"), "B", True),
     ("not-between", ("1", "10"), 11, True),
     ("not-between", ("1", "10"), 5, False),
@@ -881,9 +1239,12 @@ def test_groups_combine(group_type: str, items: list[str], record: dict[str, Any
 
 
 def test_nested_groups_evaluate_like_the_realistic_filter() -> None:
-    xml = _c("contact", '<condition attribute="statecode" operator="eq" value="0"/>'
-                        '<filter type="or"><condition attribute="ownerid" operator="eq-userid"/>'
-                        '<condition attribute="modifiedon" operator="last-x-days" value="30"/></filter>')
+    xml = _c(
+        "contact",
+        '<condition attribute="statecode" operator="eq" value="0"/>'
+        '<filter type="or"><condition attribute="ownerid" operator="eq-userid"/>'
+        '<condition attribute="modifiedon" operator="last-x-days" value="30"/></filter>',
+    )
     f = parse_filter(xml)
     assert can_evaluate_locally(f)
     recent = {"statecode": 0, "ownerid": OTHER_USER, "modifiedon": "2024-05-01T00:00:00Z"}
@@ -899,10 +1260,14 @@ def test_value_of_compares_two_columns() -> None:
     assert not evaluate(f, {"actualvalue": 100, "estimatedvalue": 100}, CTX)
     assert not evaluate(f, {"actualvalue": 100, "estimatedvalue": None}, CTX)
     dates = FetchFilter("a", FilterGroup(items=(Condition("modifiedon", "ge", value_of="createdon"),)))
-    assert evaluate(dates, {"modifiedon": datetime(2024, 5, 2, tzinfo=UTC),
-                            "createdon": datetime(2024, 5, 1, tzinfo=UTC)}, CTX)
-    assert evaluate(FetchFilter("a", FilterGroup(items=(Condition("a", "eq", value_of="b"),))),
-                    {"a": "X", "b": "x"}, CTX)
+    assert evaluate(
+        dates,
+        {"modifiedon": datetime(2024, 5, 2, tzinfo=UTC), "createdon": datetime(2024, 5, 1, tzinfo=UTC)},
+        CTX,
+    )
+    assert evaluate(
+        FetchFilter("a", FilterGroup(items=(Condition("a", "eq", value_of="b"),))), {"a": "X", "b": "x"}, CTX
+    )
 
 
 @pytest.mark.parametrize(
@@ -910,13 +1275,22 @@ def test_value_of_compares_two_columns() -> None:
     [
         (LINK_ACCOUNT_BY_OWNER, "the link-entity 'account' needs rows of another table"),
         (WITH_COUNT, "the row limit count=500 depends on the server's ordering"),
-        (_c("a", '<condition attribute="ownerid" operator="eq-useroruserteams"/>'),
-         "operator 'eq-useroruserteams' needs the server"),
-        (_c("a", '<condition attribute="createdon" operator="this-week"/>'), "operator 'this-week' needs the server"),
-        (_c("a", '<condition attribute="createdon" operator="last-x-months" value="3"/>'),
-         "operator 'last-x-months' needs the server"),
-        (_c("a", '<condition attribute="createdon" operator="this-fiscal-year"/>'),
-         "operator 'this-fiscal-year' needs the server"),
+        (
+            _c("a", '<condition attribute="ownerid" operator="eq-useroruserteams"/>'),
+            "operator 'eq-useroruserteams' needs the server",
+        ),
+        (
+            _c("a", '<condition attribute="createdon" operator="this-week"/>'),
+            "operator 'this-week' needs the server",
+        ),
+        (
+            _c("a", '<condition attribute="createdon" operator="last-x-months" value="3"/>'),
+            "operator 'last-x-months' needs the server",
+        ),
+        (
+            _c("a", '<condition attribute="createdon" operator="this-fiscal-year"/>'),
+            "operator 'this-fiscal-year' needs the server",
+        ),
     ],
 )
 def test_what_cannot_be_evaluated_locally(xml: str, reason: str) -> None:
@@ -933,9 +1307,33 @@ def test_alias_condition_is_not_local_even_without_other_blockers() -> None:
 
 
 def test_operator_table_locality_matches_the_documented_scope() -> None:
-    brief = {"eq", "ne", "gt", "ge", "lt", "le", "like", "not-like", "begins-with", "ends-with", "null", "not-null",
-             "in", "not-in", "eq-userid", "ne-userid", "eq-businessid", "today", "yesterday", "last-x-days",
-             "next-x-days", "on", "on-or-before", "on-or-after", "between"}
+    brief = {
+        "eq",
+        "ne",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "like",
+        "not-like",
+        "begins-with",
+        "ends-with",
+        "null",
+        "not-null",
+        "in",
+        "not-in",
+        "eq-userid",
+        "ne-userid",
+        "eq-businessid",
+        "today",
+        "yesterday",
+        "last-x-days",
+        "next-x-days",
+        "on",
+        "on-or-before",
+        "on-or-after",
+        "between",
+    }
     assert brief <= LOCAL_OPERATORS
     assert not {"eq-userteams", "under", "this-week", "in-fiscal-year", "last-x-months"} & LOCAL_OPERATORS
 
@@ -953,6 +1351,17 @@ def test_operator_table_locality_matches_the_documented_scope() -> None:
         ("contain-values", ("1",), ["golf"], "is not a list of choice values"),
     ],
 )
+def test_values_a_parser_would_refuse_raise_filter_errors() -> None:
+    bad_count = FetchFilter("a", FilterGroup(items=(Condition("x", "last-x-days", ("abc",)),)))
+    with pytest.raises(
+        FilterError, match=r"The condition on 'x' \(last-x-days abc\) cannot be checked: invalid"
+    ):
+        evaluate(bad_count, {"x": NOW}, CTX)
+    bad_date = FetchFilter("a", FilterGroup(items=(Condition("x", "gt", ("2024-13-45",)),)))
+    with pytest.raises(FilterError, match=r"The condition on 'x' \(gt 2024-13-45\) cannot be checked: month"):
+        evaluate(bad_date, {"x": "2024-05-01T00:00:00Z"}, CTX)
+
+
 def test_evaluation_errors_are_clear(op: str, values: tuple[str, ...], actual: Any, fragment: str) -> None:
     with pytest.raises(FilterError) as info:
         _eval(op, values, actual)
@@ -961,8 +1370,15 @@ def test_evaluation_errors_are_clear(op: str, values: tuple[str, ...], actual: A
 
 @pytest.mark.parametrize(
     ("pattern", "regex"),
-    [("a%b_c", "a.*b.c"), ("[abc]", "[abc]"), ("[^a-c]", "[^a-c]"), ("[", r"\["), ("[]x", r"\[\]x"),
-     ("x.y*", r"x\.y\*"), ("[a\\]", r"[a\\]")],
+    [
+        ("a%b_c", "a.*b.c"),
+        ("[abc]", "[abc]"),
+        ("[^a-c]", "[^a-c]"),
+        ("[", r"\["),
+        ("[]x", r"\[\]x"),
+        ("x.y*", r"x\.y\*"),
+        ("[a\\]", r"[a\\]"),
+    ],
 )
 def test_like_translation(pattern: str, regex: str) -> None:
     assert like_regex(pattern).pattern == regex

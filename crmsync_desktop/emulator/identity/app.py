@@ -56,33 +56,57 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
             return _discovery_error(name)
         base, tid = _base(request), tenant.tenant_id
         seg = name  # endpoints keep the segment the client used, as Entra does
-        return JSONResponse({
-            "token_endpoint": f"{base}/{seg}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "jwks_uri": f"{base}/{seg}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/{tid}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{base}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/{seg}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/{seg}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/{seg}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-                                 "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce",
-                                 "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
-            "kerberos_endpoint": f"{base}/{seg}/kerberos",
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-            "rbac_url": "https://pas.windows.net",
-        })
+        return JSONResponse(
+            {
+                "token_endpoint": f"{base}/{seg}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/{seg}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"{base}/{tid}/v2.0",
+                "request_uri_parameter_supported": False,
+                "userinfo_endpoint": f"{base}/oidc/userinfo",
+                "authorization_endpoint": f"{base}/{seg}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/{seg}/oauth2/v2.0/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{base}/{seg}/oauth2/v2.0/logout",
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "cloud_instance_name",
+                    "cloud_instance_host_name",
+                    "cloud_graph_host_name",
+                    "msgraph_host",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "acr",
+                    "nonce",
+                    "preferred_username",
+                    "name",
+                    "tid",
+                    "ver",
+                    "at_hash",
+                    "c_hash",
+                    "email",
+                ],
+                "kerberos_endpoint": f"{base}/{seg}/kerberos",
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "microsoftonline.com",
+                "cloud_graph_host_name": "graph.windows.net",
+                "msgraph_host": "graph.microsoft.com",
+                "rbac_url": "https://pas.windows.net",
+            }
+        )
 
     async def openid_v1(request: Request) -> Response:
         name = request.path_params["tenant"]
@@ -90,25 +114,31 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
         if tenant is None:
             return _discovery_error(name)
         base, seg = _base(request), name
-        return JSONResponse({
-            "token_endpoint": f"{base}/{seg}/oauth2/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "jwks_uri": f"{base}/{seg}/discovery/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
-            "scopes_supported": ["openid"],
-            "issuer": f"https://sts.windows.net/{tenant.tenant_id}/",
-            "microsoft_multi_refresh_token": True,
-            "authorization_endpoint": f"{base}/{seg}/oauth2/authorize",
-            "device_authorization_endpoint": f"{base}/{seg}/oauth2/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/{seg}/oauth2/logout",
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-        })
+        return JSONResponse(
+            {
+                "token_endpoint": f"{base}/{seg}/oauth2/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/{seg}/discovery/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
+                "scopes_supported": ["openid"],
+                "issuer": f"https://sts.windows.net/{tenant.tenant_id}/",
+                "microsoft_multi_refresh_token": True,
+                "authorization_endpoint": f"{base}/{seg}/oauth2/authorize",
+                "device_authorization_endpoint": f"{base}/{seg}/oauth2/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{base}/{seg}/oauth2/logout",
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "microsoftonline.com",
+            }
+        )
 
     async def keys(request: Request) -> Response:
         return JSONResponse(provider.signing_key.jwks())
@@ -125,7 +155,9 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
     async def devicecode(request: Request) -> Response:
         form = await _form(request)
         try:
-            body = provider.start_device_flow(request.path_params["tenant"], form, f"{_base(request)}/devicelogin")
+            body = provider.start_device_flow(
+                request.path_params["tenant"], form, f"{_base(request)}/devicelogin"
+            )
         except AadError as exc:
             return error(exc, request)
         return JSONResponse(body)
@@ -137,12 +169,15 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
         except AadError as exc:
             return error(exc, request)
         if params.get("response_mode") == "form_post":
-            fields = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                             for k, v in answer.items())
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                for k, v in answer.items()
+            )
             return HTMLResponse(
                 f'<html><body onload="document.forms[0].submit()"><form method="post" '
                 f'action="{html.escape(redirect_uri)}">{fields}<noscript><button>Continue</button></noscript>'
-                "</form></body></html>")
+                "</form></body></html>"
+            )
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(answer)}", status_code=302)
 
@@ -150,9 +185,15 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
         """MSAL asks before a password grant; "Managed" means: just post the password."""
         username = request.path_params["username"]
         domain = username.rpartition("@")[2]
-        return JSONResponse({"ver": "1.0", "account_type": "Managed", "domain_name": domain,
-                             "cloud_instance_name": "microsoftonline.com",
-                             "cloud_audience_urn": "urn:federation:MicrosoftOnline"})
+        return JSONResponse(
+            {
+                "ver": "1.0",
+                "account_type": "Managed",
+                "domain_name": domain,
+                "cloud_instance_name": "microsoftonline.com",
+                "cloud_audience_urn": "urn:federation:MicrosoftOnline",
+            }
+        )
 
     async def devicelogin_page(request: Request) -> Response:
         return HTMLResponse(_DEVICE_PAGE.format(message=""))
@@ -160,10 +201,15 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
     async def devicelogin_submit(request: Request) -> Response:
         form = await _form(request)
         try:
-            upn = provider.approve_device_code(form.get("user_code", ""), form.get("username") or None,
-                                               form.get("password", ""))
+            upn = provider.approve_device_code(
+                form.get("user_code", ""), form.get("username") or None, form.get("password", "")
+            )
         except (KeyError, PermissionError) as exc:
-            text = "Invalid username or password." if isinstance(exc, PermissionError) else "That code is not valid."
+            text = (
+                "Invalid username or password."
+                if isinstance(exc, PermissionError)
+                else "That code is not valid."
+            )
             return HTMLResponse(_DEVICE_PAGE.format(message=html.escape(text)), status_code=400)
         return HTMLResponse(f"<p>Signed in as {html.escape(upn)}. You may close this window.</p>")
 
@@ -171,14 +217,19 @@ def create_identity_app(provider: IdentityProvider) -> Starlette:
         """``POST /_emulator/devicecode/approve`` {"user_code": ..., "username"?: ..., "decline"?: bool}."""
         data: dict[str, Any] = await request.json()
         try:
-            upn = provider.approve_device_code(str(data.get("user_code", "")), data.get("username"),
-                                               decline=bool(data.get("decline", False)))
+            upn = provider.approve_device_code(
+                str(data.get("user_code", "")), data.get("username"), decline=bool(data.get("decline", False))
+            )
         except KeyError:
-            return JSONResponse({"error": "unknown_user_code", "user_code": data.get("user_code")}, status_code=404)
+            return JSONResponse(
+                {"error": "unknown_user_code", "user_code": data.get("user_code")}, status_code=404
+            )
         return JSONResponse({"approved": not data.get("decline", False), "username": upn})
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "tenants": [t.tenant_id for t in provider.directory.tenants.values()]})
+        return JSONResponse(
+            {"status": "ok", "tenants": [t.tenant_id for t in provider.directory.tenants.values()]}
+        )
 
     routes = [
         Route("/_emulator/health", health),

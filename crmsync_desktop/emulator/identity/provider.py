@@ -110,20 +110,29 @@ class IdentityProvider:
         if float(claims.get("nbf", 0)) > self.clock() + 300:
             raise InvalidToken("The access token is not yet valid")
         if normalize_resource(str(claims.get("aud", ""))) != normalize_resource(resource):
-            raise InvalidToken(f"The access token audience '{claims.get('aud')}' is not valid for '{resource}'")
+            raise InvalidToken(
+                f"The access token audience '{claims.get('aud')}' is not valid for '{resource}'"
+            )
         tenant = self.directory.tenants.get(str(claims.get("tid")))
         if tenant is None:
             raise InvalidToken("The token was issued by an unknown tenant")
         return Principal(
-            object_id=claims["oid"], tenant_id=claims["tid"], app_id=claims["appid"],
+            object_id=claims["oid"],
+            tenant_id=claims["tid"],
+            app_id=claims["appid"],
             display_name=claims.get("name") or claims.get("app_displayname") or claims["appid"],
             upn=claims.get("upn"),
         )
 
     # ---- token endpoint ------------------------------------------------------------------------
 
-    def token(self, tenant_name: str, form: Mapping[str, str], endpoint_url: str,
-              basic_auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    def token(
+        self,
+        tenant_name: str,
+        form: Mapping[str, str],
+        endpoint_url: str,
+        basic_auth: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Handle one ``POST /{tenant}/oauth2/v2.0/token``; raise ``AadError`` like Entra ID would."""
         tenant = self._tenant(tenant_name)
         grant = form.get("grant_type", "")
@@ -132,12 +141,16 @@ class IdentityProvider:
         if grant == "client_credentials":
             client = self._client(tenant, form, endpoint_url, basic_auth, confidential=True)
             resource, scope = self._resource_from_scopes(tenant, form, app_only=True)
-            return self._issue(tenant, client, None, resource, scope, user_flow=False, endpoint_url=endpoint_url)
+            return self._issue(
+                tenant, client, None, resource, scope, user_flow=False, endpoint_url=endpoint_url
+            )
         if grant == "password":
             client = self._client(tenant, form, endpoint_url, basic_auth, confidential=False)
             resource, scope = self._resource_from_scopes(tenant, form)
             user = self._check_password(tenant, form.get("username", ""), form.get("password", ""))
-            return self._issue(tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url)
+            return self._issue(
+                tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url
+            )
         if grant == DEVICE_CODE_GRANT:
             return self._redeem_device_code(tenant, form, endpoint_url, basic_auth)
         if grant == "refresh_token":
@@ -152,8 +165,15 @@ class IdentityProvider:
             raise errors.tenant_not_found(name)
         return tenant
 
-    def _client(self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str,
-                basic_auth: tuple[str, str] | None, *, confidential: bool) -> _ClientAuth:
+    def _client(
+        self,
+        tenant: Tenant,
+        form: Mapping[str, str],
+        endpoint_url: str,
+        basic_auth: tuple[str, str] | None,
+        *,
+        confidential: bool,
+    ) -> _ClientAuth:
         client_id = form.get("client_id") or (basic_auth[0] if basic_auth else "")
         if not client_id:
             raise errors.missing_parameter("client_id")
@@ -185,25 +205,42 @@ class IdentityProvider:
         pem = app.certificate_for(sha1, sha256)
         if pem is None:
             raise errors.bad_client_assertion(
-                f"The key was not found. Thumbprint of key used by client: '{sha256 or sha1}'.")
+                f"The key was not found. Thumbprint of key used by client: '{sha256 or sha1}'."
+            )
         public_key = x509.load_pem_x509_certificate(pem).public_key()
         try:
-            claims = jwt.decode(assertion, public_key, algorithms=["RS256", "PS256"], audience=endpoint_url,
-                                issuer=app.client_id, options={"require": ["exp", "aud", "iss", "sub"]},
-                                leeway=300)
+            claims = jwt.decode(
+                assertion,
+                public_key,
+                algorithms=["RS256", "PS256"],
+                audience=endpoint_url,
+                issuer=app.client_id,
+                options={"require": ["exp", "aud", "iss", "sub"]},
+                leeway=300,
+            )
         except jwt.ExpiredSignatureError as exc:
             raise errors.assertion_time_range() from exc
         except jwt.InvalidAudienceError as exc:
-            raise AadError(401, "invalid_client", 700212,
-                           f"No matching federated identity record found for presented assertion audience "
-                           f"'{jwt.decode(assertion, options={'verify_signature': False}).get('aud')}'.") from exc
+            raise AadError(
+                401,
+                "invalid_client",
+                700212,
+                f"No matching federated identity record found for presented assertion audience "
+                f"'{jwt.decode(assertion, options={'verify_signature': False}).get('aud')}'.",
+            ) from exc
         except jwt.PyJWTError as exc:
             raise errors.bad_client_assertion(str(exc)) from exc
         if claims.get("sub") != app.client_id:
             raise errors.bad_client_assertion("The 'sub' claim must be the client id.")
 
-    def _resource_from_scopes(self, tenant: Tenant, form: Mapping[str, str], *,
-                              app_only: bool = False, scope_text: str | None = None) -> tuple[str, str]:
+    def _resource_from_scopes(
+        self,
+        tenant: Tenant,
+        form: Mapping[str, str],
+        *,
+        app_only: bool = False,
+        scope_text: str | None = None,
+    ) -> tuple[str, str]:
         """Map ``{org_url}/.default`` or ``{org_url}/user_impersonation`` to the resource URL (the aud)."""
         text = scope_text if scope_text is not None else form.get("scope", "")
         if "resource" in form and not text:  # v1 endpoint: resource=<url>
@@ -237,7 +274,9 @@ class IdentityProvider:
 
     # ---- device code ---------------------------------------------------------------------------
 
-    def start_device_flow(self, tenant_name: str, form: Mapping[str, str], verification_uri: str) -> dict[str, Any]:
+    def start_device_flow(
+        self, tenant_name: str, form: Mapping[str, str], verification_uri: str
+    ) -> dict[str, Any]:
         tenant = self._tenant(tenant_name)
         client_id = form.get("client_id", "")
         if not client_id:
@@ -249,8 +288,13 @@ class IdentityProvider:
         user_code = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(9))
         device_code = secrets.token_urlsafe(48)
         self._device_codes[device_code] = _Grant(
-            tenant.tenant_id, client_id, None, form.get("scope", "").split(),
-            self.clock() + self.device_code_lifetime, user_code=user_code)
+            tenant.tenant_id,
+            client_id,
+            None,
+            form.get("scope", "").split(),
+            self.clock() + self.device_code_lifetime,
+            user_code=user_code,
+        )
         return {
             "user_code": user_code,
             "device_code": device_code,
@@ -258,11 +302,12 @@ class IdentityProvider:
             "expires_in": self.device_code_lifetime,
             "interval": self.device_code_interval,
             "message": f"To sign in, use a web browser to open the page {verification_uri} and enter the code "
-                       f"{user_code} to authenticate.",
+            f"{user_code} to authenticate.",
         }
 
-    def approve_device_code(self, user_code: str, upn: str | None = None, password: str | None = None,
-                            *, decline: bool = False) -> str:
+    def approve_device_code(
+        self, user_code: str, upn: str | None = None, password: str | None = None, *, decline: bool = False
+    ) -> str:
         """Sign ``upn`` (default: the tenant's first user) in for a pending code; return the UPN.
 
         Raises ``KeyError`` for an unknown or expired code and ``PermissionError`` for a bad password
@@ -282,8 +327,9 @@ class IdentityProvider:
         grant.declined = decline
         return user.upn
 
-    def _redeem_device_code(self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str,
-                            basic_auth: tuple[str, str] | None) -> dict[str, Any]:
+    def _redeem_device_code(
+        self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str, basic_auth: tuple[str, str] | None
+    ) -> dict[str, Any]:
         code = form.get("device_code", "")
         if not code:
             raise errors.missing_parameter("device_code")
@@ -305,12 +351,15 @@ class IdentityProvider:
         user = tenant.user_by_id(grant.user_id)
         assert user is not None
         resource, scope = self._resource_from_scopes(tenant, form, scope_text=" ".join(grant.scopes))
-        return self._issue(tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url)
+        return self._issue(
+            tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url
+        )
 
     # ---- refresh token -------------------------------------------------------------------------
 
-    def _redeem_refresh_token(self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str,
-                              basic_auth: tuple[str, str] | None) -> dict[str, Any]:
+    def _redeem_refresh_token(
+        self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str, basic_auth: tuple[str, str] | None
+    ) -> dict[str, Any]:
         token = form.get("refresh_token", "")
         if not token:
             raise errors.missing_parameter("refresh_token")
@@ -329,7 +378,9 @@ class IdentityProvider:
         # A refresh token is good for any resource the user may reach (Entra's multi-resource RT).
         scope_text = form.get("scope") or " ".join(grant.scopes)
         resource, scope = self._resource_from_scopes(tenant, form, scope_text=scope_text)
-        return self._issue(tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url)
+        return self._issue(
+            tenant, client, user, resource, scope, user_flow=True, amr="pwd", endpoint_url=endpoint_url
+        )
 
     # ---- authorization code with PKCE ----------------------------------------------------------
 
@@ -354,23 +405,37 @@ class IdentityProvider:
             scope_text = params["resource"].rstrip("/") + "/user_impersonation"
         self._resource_from_scopes(tenant, params, scope_text=scope_text)
         hint = (params.get("login_hint") or "").lower()
-        user = (tenant.users.get(hint) or tenant.users.get((self.interactive_upn or "").lower())
-                or next(iter(tenant.users.values()), None))
+        user = (
+            tenant.users.get(hint)
+            or tenant.users.get((self.interactive_upn or "").lower())
+            or next(iter(tenant.users.values()), None)
+        )
         if user is None:
             raise errors.user_not_found(tenant.tenant_id)
         code = secrets.token_urlsafe(48)
         self._auth_codes[code] = _Grant(
-            tenant.tenant_id, client_id, user.object_id, scope_text.split(), self.clock() + self.auth_code_lifetime,
-            redirect_uri=redirect_uri, code_challenge=params.get("code_challenge", ""),
-            code_challenge_method=params.get("code_challenge_method", "plain"), nonce=params.get("nonce", ""))
-        query = {"code": code, "client_info": _client_info(user.object_id, tenant.tenant_id),
-                 "session_state": str(uuid.uuid4())}
+            tenant.tenant_id,
+            client_id,
+            user.object_id,
+            scope_text.split(),
+            self.clock() + self.auth_code_lifetime,
+            redirect_uri=redirect_uri,
+            code_challenge=params.get("code_challenge", ""),
+            code_challenge_method=params.get("code_challenge_method", "plain"),
+            nonce=params.get("nonce", ""),
+        )
+        query = {
+            "code": code,
+            "client_info": _client_info(user.object_id, tenant.tenant_id),
+            "session_state": str(uuid.uuid4()),
+        }
         if "state" in params:
             query["state"] = params["state"]
         return redirect_uri, query
 
-    def _redeem_auth_code(self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str,
-                          basic_auth: tuple[str, str] | None) -> dict[str, Any]:
+    def _redeem_auth_code(
+        self, tenant: Tenant, form: Mapping[str, str], endpoint_url: str, basic_auth: tuple[str, str] | None
+    ) -> dict[str, Any]:
         code = form.get("code", "")
         if not code:
             raise errors.missing_parameter("code")
@@ -384,62 +449,121 @@ class IdentityProvider:
             raise errors.redirect_mismatch(client.app.client_id)
         if grant.code_challenge:
             verifier = form.get("code_verifier", "")
-            expected = (b64url(hashlib.sha256(verifier.encode()).digest())
-                        if grant.code_challenge_method.upper() == "S256" else verifier)
+            expected = (
+                b64url(hashlib.sha256(verifier.encode()).digest())
+                if grant.code_challenge_method.upper() == "S256"
+                else verifier
+            )
             if not secrets.compare_digest(expected, grant.code_challenge):
                 raise errors.pkce_mismatch()
         user = tenant.user_by_id(grant.user_id or "")
         assert user is not None
         resource, scope = self._resource_from_scopes(tenant, form, scope_text=" ".join(grant.scopes))
-        return self._issue(tenant, client, user, resource, scope, user_flow=True, amr="pwd", nonce=grant.nonce,
-                           endpoint_url=endpoint_url)
+        return self._issue(
+            tenant,
+            client,
+            user,
+            resource,
+            scope,
+            user_flow=True,
+            amr="pwd",
+            nonce=grant.nonce,
+            endpoint_url=endpoint_url,
+        )
 
     # ---- minting -------------------------------------------------------------------------------
 
-    def _issue(self, tenant: Tenant, client: _ClientAuth, user: User | None, resource: str, scope: str, *,
-               user_flow: bool, amr: str = "pwd", nonce: str = "", endpoint_url: str = "") -> dict[str, Any]:
+    def _issue(
+        self,
+        tenant: Tenant,
+        client: _ClientAuth,
+        user: User | None,
+        resource: str,
+        scope: str,
+        *,
+        user_flow: bool,
+        amr: str = "pwd",
+        nonce: str = "",
+        endpoint_url: str = "",
+    ) -> dict[str, Any]:
         now = int(self.clock())
         lifetime = self.access_token_lifetime
         claims: dict[str, Any] = {
-            "aud": resource, "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
-            "iat": now, "nbf": now, "exp": now + lifetime,
-            "appid": client.app.client_id, "appidacr": client.appidacr,
-            "idp": f"https://sts.windows.net/{tenant.tenant_id}/", "tid": tenant.tenant_id,
-            "uti": b64url(secrets.token_bytes(16)), "ver": "1.0", "rh": "0.emulator.",
+            "aud": resource,
+            "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "appid": client.app.client_id,
+            "appidacr": client.appidacr,
+            "idp": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "tid": tenant.tenant_id,
+            "uti": b64url(secrets.token_bytes(16)),
+            "ver": "1.0",
+            "rh": "0.emulator.",
         }
         if user is not None:
-            claims.update({
-                "oid": user.object_id, "sub": b64url(hashlib.sha256(f"{user.object_id}|{resource}".encode()).digest()),
-                "upn": user.upn, "unique_name": user.upn, "name": user.display_name,
-                "scp": "user_impersonation", "amr": [amr],
-            })
+            claims.update(
+                {
+                    "oid": user.object_id,
+                    "sub": b64url(hashlib.sha256(f"{user.object_id}|{resource}".encode()).digest()),
+                    "upn": user.upn,
+                    "unique_name": user.upn,
+                    "name": user.display_name,
+                    "scp": "user_impersonation",
+                    "amr": [amr],
+                }
+            )
         else:
-            claims.update({"oid": client.app.object_id, "sub": client.app.object_id, "idtyp": "app",
-                           "app_displayname": client.app.display_name})
+            claims.update(
+                {
+                    "oid": client.app.object_id,
+                    "sub": client.app.object_id,
+                    "idtyp": "app",
+                    "app_displayname": client.app.display_name,
+                }
+            )
         body: dict[str, Any] = {
-            "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
             "access_token": self.signing_key.sign(claims),
         }
         if user_flow and user is not None:
             body["scope"] = scope
             refresh = secrets.token_urlsafe(64)
             self._refresh_tokens[refresh] = _Grant(
-                tenant.tenant_id, client.app.client_id, user.object_id, [scope, "offline_access"],
-                self.clock() + self.refresh_token_lifetime)
+                tenant.tenant_id,
+                client.app.client_id,
+                user.object_id,
+                [scope, "offline_access"],
+                self.clock() + self.refresh_token_lifetime,
+            )
             body["refresh_token"] = refresh
             body["refresh_token_expires_in"] = self.refresh_token_lifetime
-            body["id_token"] = self._id_token(tenant, client.app, user, nonce, _origin(endpoint_url) or self.issuer_base)
+            body["id_token"] = self._id_token(
+                tenant, client.app, user, nonce, _origin(endpoint_url) or self.issuer_base
+            )
             body["client_info"] = _client_info(user.object_id, tenant.tenant_id)
         return body
 
     def _id_token(self, tenant: Tenant, app: AppRegistration, user: User, nonce: str, base: str) -> str:
         now = int(self.clock())
         claims: dict[str, Any] = {
-            "ver": "2.0", "iss": f"{base}/{tenant.tenant_id}/v2.0", "aud": app.client_id,
-            "iat": now, "nbf": now, "exp": now + 3600, "tid": tenant.tenant_id, "oid": user.object_id,
+            "ver": "2.0",
+            "iss": f"{base}/{tenant.tenant_id}/v2.0",
+            "aud": app.client_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "tid": tenant.tenant_id,
+            "oid": user.object_id,
             "sub": b64url(hashlib.sha256(f"{user.object_id}|{app.client_id}".encode()).digest()),
-            "preferred_username": user.upn, "name": user.display_name, "rh": "0.emulator.",
-            "uti": b64url(secrets.token_bytes(16)), "aio": b64url(secrets.token_bytes(24)),
+            "preferred_username": user.upn,
+            "name": user.display_name,
+            "rh": "0.emulator.",
+            "uti": b64url(secrets.token_bytes(16)),
+            "aio": b64url(secrets.token_bytes(24)),
         }
         if nonce:
             claims["nonce"] = nonce
@@ -474,6 +598,10 @@ def _redirect_allowed(uri: str, registered: list[str]) -> bool:
     if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1"):
         for reg in registered:
             rp = urlsplit(reg)
-            if rp.scheme == "http" and rp.hostname == parts.hostname and rp.path.rstrip("/") == parts.path.rstrip("/"):
+            if (
+                rp.scheme == "http"
+                and rp.hostname == parts.hostname
+                and rp.path.rstrip("/") == parts.path.rstrip("/")
+            ):
                 return True
     return False

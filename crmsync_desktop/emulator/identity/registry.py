@@ -25,7 +25,7 @@ def certificate_thumbprints(cert_pem: bytes | str) -> tuple[str, str]:
     """(SHA-1 hex, SHA-256 hex) of a PEM certificate, upper case like the Azure portal shows them."""
     data = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
     der = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
-    return hashlib.sha1(der).hexdigest().upper(), hashlib.sha256(der).hexdigest().upper()  # noqa: S324
+    return hashlib.sha1(der).hexdigest().upper(), hashlib.sha256(der).hexdigest().upper()
 
 
 @dataclass

@@ -35,7 +35,7 @@ class SigningKey:
         public_der = private_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.kid = b64url(hashlib.sha1(public_der).digest())  # noqa: S324 - an identifier, like x5t
+        self.kid = b64url(hashlib.sha1(public_der).digest())
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -49,25 +49,42 @@ class SigningKey:
             return cls(key)
         signing = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(signing._private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        path.write_bytes(
+            signing._private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         path.chmod(0o600)
         return signing
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self._private, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+        return jwt.encode(
+            claims, self._private, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid}
+        )
 
     def verify(self, token: str) -> dict[str, Any]:
         """Signature only: expiry and audience are checked by the caller to give Entra-like reasons."""
         header = jwt.get_unverified_header(token)
         if header.get("kid") != self.kid:
             raise jwt.InvalidSignatureError("unknown signing key")
-        return jwt.decode(token, self._private.public_key(), algorithms=["RS256"],
-                          options={"verify_exp": False, "verify_aud": False, "verify_nbf": False,
-                                   "verify_iat": False})
+        return jwt.decode(
+            token,
+            self._private.public_key(),
+            algorithms=["RS256"],
+            options={"verify_exp": False, "verify_aud": False, "verify_nbf": False, "verify_iat": False},
+        )
 
     def jwks(self) -> dict[str, Any]:
         numbers = self._private.public_key().public_numbers()
-        return {"keys": [{"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
-                          "n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}]}
-
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "kid": self.kid,
+                    "x5t": self.kid,
+                    "n": _int_b64(numbers.n),
+                    "e": _int_b64(numbers.e),
+                }
+            ]
+        }

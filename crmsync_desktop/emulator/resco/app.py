@@ -109,8 +109,12 @@ def create_app(cloud: RescoCloud, faults: FaultConfig | None = None) -> FaultInj
             return JSONResponse({"value": [_org_json(request, cloud.get(n)) for n in cloud.names()]})
         body: dict[str, Any] = await request.json()
         try:
-            org = cloud.provision(str(body.get("name", "")), username=str(body.get("username", "admin")),
-                                  password=str(body["password"]), fullname=str(body.get("fullname", "Administrator")))
+            org = cloud.provision(
+                str(body.get("name", "")),
+                username=str(body.get("username", "admin")),
+                password=str(body["password"]),
+                fullname=str(body.get("fullname", "Administrator")),
+            )
         except KeyError:
             return _json_error(400, "'password' is required.")
         except SchemaError as exc:
@@ -131,8 +135,12 @@ def create_app(cloud: RescoCloud, faults: FaultConfig | None = None) -> FaultInj
         body: dict[str, Any] = await request.json()
         try:
             org = cloud.get(request.path_params["org"])
-            user_id = org.add_user(str(body["username"]), str(body["password"]), str(body.get("fullname", body["username"])),
-                                   body.get("email"))
+            user_id = org.add_user(
+                str(body["username"]),
+                str(body["password"]),
+                str(body.get("fullname", body["username"])),
+                body.get("email"),
+            )
         except NotFound as exc:
             return _json_error(404, str(exc))
         except KeyError:
@@ -153,26 +161,33 @@ def create_app(cloud: RescoCloud, faults: FaultConfig | None = None) -> FaultInj
         return JSONResponse({"status": "ok", "organizations": cloud.names()})
 
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
-    app = Starlette(routes=[
-        Route("/_emulator/health", health),
-        Route("/_emulator/orgs", orgs, methods=["GET", "POST"]),
-        Route("/_emulator/orgs/{org}", org_detail, methods=["GET", "DELETE"]),
-        Route("/_emulator/orgs/{org}/users", org_users, methods=["POST"]),
-        Route("/_emulator/faults", fault_settings, methods=["GET", "PUT", "PATCH", "POST", "DELETE"]),
-        Route("/odata/v4", odata, methods=methods),
-        Route("/odata/v4/{path:path}", odata, methods=methods),
-        Route("/rest/v1/data/{path:path}", data, methods=methods),
-        Route("/rest/v1/metadata/{path:path}", metadata, methods=methods),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/_emulator/health", health),
+            Route("/_emulator/orgs", orgs, methods=["GET", "POST"]),
+            Route("/_emulator/orgs/{org}", org_detail, methods=["GET", "DELETE"]),
+            Route("/_emulator/orgs/{org}/users", org_users, methods=["POST"]),
+            Route("/_emulator/faults", fault_settings, methods=["GET", "PUT", "PATCH", "POST", "DELETE"]),
+            Route("/odata/v4", odata, methods=methods),
+            Route("/odata/v4/{path:path}", odata, methods=methods),
+            Route("/rest/v1/data/{path:path}", data, methods=methods),
+            Route("/rest/v1/metadata/{path:path}", metadata, methods=methods),
+        ]
+    )
     injector = FaultInjector(app, faults)
     return injector
 
 
 def _org_json(request: Request, org: RescoOrg) -> dict[str, Any]:
     base = f"{request.url.scheme}://{request.url.netloc}"
-    return {"name": org.name, "organization_id": org.organization_id,
-            "odata_url": f"{base}/odata/v4/{org.name}/", "rest_url": f"{base}/rest/v1/data/{org.name}",
-            "metadata_url": f"{base}/rest/v1/metadata/{org.name}", "row_version": org.max_row_version()}
+    return {
+        "name": org.name,
+        "organization_id": org.organization_id,
+        "odata_url": f"{base}/odata/v4/{org.name}/",
+        "rest_url": f"{base}/rest/v1/data/{org.name}",
+        "metadata_url": f"{base}/rest/v1/metadata/{org.name}",
+        "row_version": org.max_row_version(),
+    }
 
 
 async def _metadata(request: Request, org: RescoOrg, parts: list[str]) -> Response:
@@ -197,8 +212,9 @@ async def _metadata(request: Request, org: RescoOrg, parts: list[str]) -> Respon
         if method == "GET":
             return JSONResponse({"value": [f.to_json() for f in org.entity(parts[1]).fields.values()]})
         if method == "POST":
-            return JSONResponse(org.add_field(parts[1], FieldDef.from_json(await request.json())).to_json(),
-                                status_code=201)
+            return JSONResponse(
+                org.add_field(parts[1], FieldDef.from_json(await request.json())).to_json(), status_code=201
+            )
     else:
         if method == "GET":
             return JSONResponse(org.entity(parts[1]).field(parts[3]).to_json())

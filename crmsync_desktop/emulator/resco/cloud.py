@@ -40,15 +40,18 @@ class RescoCloud:
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._orgs
 
-    def provision(self, name: str, *, username: str, password: str, fullname: str = "Administrator") -> RescoOrg:
+    def provision(
+        self, name: str, *, username: str, password: str, fullname: str = "Administrator"
+    ) -> RescoOrg:
         key = name.lower()
         if not _ORG_NAME.match(key):
             raise SchemaError(f"Invalid organization name '{name}': lower-case letters, digits and '-'.")
         with self._lock:
             if key in self._orgs:
                 raise SchemaError(f"Organization '{name}' already exists.")
-            org = RescoOrg.provision(self.folder / f"{key}.sqlite", key, username=username, password=password,
-                                     fullname=fullname)
+            org = RescoOrg.provision(
+                self.folder / f"{key}.sqlite", key, username=username, password=password, fullname=fullname
+            )
             self._orgs[key] = org
         return org
 

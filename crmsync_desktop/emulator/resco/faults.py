@@ -43,7 +43,11 @@ class FaultConfig:
             if key == "seed":
                 setattr(self, key, None if value is None else int(value))
             elif isinstance(current, bool):
-                setattr(self, key, value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes"))
+                setattr(
+                    self,
+                    key,
+                    value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes"),
+                )
             elif isinstance(current, int):
                 setattr(self, key, int(value))
             else:
@@ -59,7 +63,9 @@ class FaultConfig:
 class FaultInjector:
     """Wraps ``app``; change ``config`` (thread-safe via ``configure``) at any time."""
 
-    def __init__(self, app: ASGIApp, config: FaultConfig | None = None, exempt_prefix: str = "/_emulator") -> None:
+    def __init__(
+        self, app: ASGIApp, config: FaultConfig | None = None, exempt_prefix: str = "/_emulator"
+    ) -> None:
         self.app = app
         self.config = config or FaultConfig()
         self._exempt = exempt_prefix
@@ -85,8 +91,9 @@ class FaultInjector:
         with self._lock:
             cfg = self.config
             self.counts["requests"] += 1
-            delay = cfg.latency_ms / 1000 + (self._random.uniform(0, cfg.latency_jitter_ms) / 1000
-                                             if cfg.latency_jitter_ms else 0.0)
+            delay = cfg.latency_ms / 1000 + (
+                self._random.uniform(0, cfg.latency_jitter_ms) / 1000 if cfg.latency_jitter_ms else 0.0
+            )
             if cfg.offline:
                 self.counts["drops"] += 1
                 return "drop", delay
@@ -113,14 +120,21 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         if action == "drop":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1024")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1024")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"value": [', "more_body": True})
             raise DropConnection("fault injection: connection dropped")
         status = 429 if action == "throttle" else self.config.error_status
-        body = (b'{"error":{"code":"TooManyRequests","message":"Rate limit exceeded. Retry later."}}'
-                if status == 429 else
-                b'{"error":{"code":"ServiceUnavailable","message":"The service is temporarily unavailable."}}')
+        body = (
+            b'{"error":{"code":"TooManyRequests","message":"Rate limit exceeded. Retry later."}}'
+            if status == 429
+            else b'{"error":{"code":"ServiceUnavailable","message":"The service is temporarily unavailable."}}'
+        )
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status in (429, 503):
             headers.append((b"retry-after", str(self.config.retry_after).encode()))

@@ -82,13 +82,40 @@ def parse_fetch(org: RescoOrg, xml: str | bytes, user_id: str) -> FetchQuery:
         raise SchemaError("count and page must be positive.")
     count_statement = sa.select(sa.func.count(sa.distinct(table.c.id))).select_from(from_clause).where(where)
     statement = statement.offset((page - 1) * count).limit(count + (0 if top else 1))
-    return FetchQuery(entity, statement, count_statement, columns, page, count,
-                      root.get("returntotalrecordcount", "false").lower() == "true")
+    return FetchQuery(
+        entity,
+        statement,
+        count_statement,
+        columns,
+        page,
+        count,
+        root.get("returntotalrecordcount", "false").lower() == "true",
+    )
 
 
-_OPERATORS = {"eq", "ne", "neq", "gt", "ge", "lt", "le", "like", "not-like", "begins-with", "not-begin-with",
-              "ends-with", "not-end-with", "null", "not-null", "in", "not-in", "between", "not-between",
-              "eq-userid", "ne-userid"}
+_OPERATORS = {
+    "eq",
+    "ne",
+    "neq",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "like",
+    "not-like",
+    "begins-with",
+    "not-begin-with",
+    "ends-with",
+    "not-end-with",
+    "null",
+    "not-null",
+    "in",
+    "not-in",
+    "between",
+    "not-between",
+    "eq-userid",
+    "ne-userid",
+}
 
 
 class _Builder:
@@ -111,21 +138,37 @@ class _Builder:
             columns.append(Column(prefix + n, entity, n, table.c[f.name], target))
         return columns
 
-    def walk(self, element: Element, entity: EntityDef, table: Any, from_clause: Any, conditions: list[Any],
-             orders: list[Any]) -> Any:
+    def walk(
+        self,
+        element: Element,
+        entity: EntityDef,
+        table: Any,
+        from_clause: Any,
+        conditions: list[Any],
+        orders: list[Any],
+    ) -> Any:
         for child in element:
             if child.tag == "filter":
                 conditions.append(self.filter(child, entity, table))
             elif child.tag == "order":
                 name = child.get("attribute", "").lower()
                 column = table.c[entity.field(name).name]
-                orders.append(column.desc() if child.get("descending", "false").lower() == "true" else column.asc())
+                orders.append(
+                    column.desc() if child.get("descending", "false").lower() == "true" else column.asc()
+                )
             elif child.tag == "link-entity":
                 from_clause = self.link(child, entity, table, from_clause, conditions, orders)
         return from_clause
 
-    def link(self, element: Element, parent: EntityDef, parent_table: Any, from_clause: Any,
-             conditions: list[Any], orders: list[Any]) -> Any:
+    def link(
+        self,
+        element: Element,
+        parent: EntityDef,
+        parent_table: Any,
+        from_clause: Any,
+        conditions: list[Any],
+        orders: list[Any],
+    ) -> Any:
         linked = self.org.entity(element.get("name", ""))
         self._n += 1
         alias = element.get("alias") or linked.name
@@ -148,7 +191,9 @@ class _Builder:
             if child.tag == "order":
                 name = child.get("attribute", "").lower()
                 column = table.c[linked.field(name).name]
-                orders.append(column.desc() if child.get("descending", "false").lower() == "true" else column.asc())
+                orders.append(
+                    column.desc() if child.get("descending", "false").lower() == "true" else column.asc()
+                )
             elif child.tag == "link-entity":
                 from_clause = self.link(child, linked, table, from_clause, conditions, orders)
         return from_clause
@@ -202,9 +247,19 @@ class _Builder:
             return column.like(text) if op == "like" else column.not_like(text)
         if op in ("begins-with", "not-begin-with", "ends-with", "not-end-with"):
             text = value or ""
-            clause = column.startswith(text, autoescape=True) if "begin" in op else column.endswith(text, autoescape=True)
+            clause = (
+                column.startswith(text, autoescape=True)
+                if "begin" in op
+                else column.endswith(text, autoescape=True)
+            )
             return clause if not op.startswith("not-") else sa.not_(clause)
         operand = conv(value if value is not None else (raw_values[0] if raw_values else None))
-        return {"eq": column == operand, "ne": column != operand, "neq": column != operand, "gt": column > operand,
-                "ge": column >= operand, "lt": column < operand, "le": column <= operand}[op]
-
+        return {
+            "eq": column == operand,
+            "ne": column != operand,
+            "neq": column != operand,
+            "gt": column > operand,
+            "ge": column >= operand,
+            "lt": column < operand,
+            "le": column <= operand,
+        }[op]

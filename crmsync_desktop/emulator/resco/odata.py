@@ -42,8 +42,11 @@ class ODataError(Exception):
         self.status, self.code, self.message = status, code, message
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"code": self.code, "message": self.message}}, status_code=self.status,
-                            headers=ODATA_HEADERS)
+        return JSONResponse(
+            {"error": {"code": self.code, "message": self.message}},
+            status_code=self.status,
+            headers=ODATA_HEADERS,
+        )
 
 
 class _Visitor(AstToSqlAlchemyCoreVisitor):
@@ -60,7 +63,7 @@ class _Visitor(AstToSqlAlchemyCoreVisitor):
     def visit_DateTime(self, node: Any) -> Any:
         bound = super().visit_DateTime(node)
         if isinstance(bound.value, dt.datetime) and bound.value.tzinfo is not None:
-            bound.value = bound.value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            bound.value = bound.value.astimezone(dt.UTC).replace(tzinfo=None)
         return bound
 
 
@@ -80,11 +83,15 @@ def _parse_etag(value: str | None) -> int | None:
         return None
     match = re.search(r'"(\d+)"', value)
     if not match:
-        raise ODataError(412, "0x80060882", "The version of the existing record doesn't match the If-Match header.")
+        raise ODataError(
+            412, "0x80060882", "The version of the existing record doesn't match the If-Match header."
+        )
     return int(match.group(1))
 
 
-def record_json(entity: EntityDef, row: dict[str, Any], select: list[str] | None, annotate: bool) -> dict[str, Any]:
+def record_json(
+    entity: EntityDef, row: dict[str, Any], select: list[str] | None, annotate: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {"@odata.etag": etag(row)}
     names = select if select else list(entity.fields)
     for name in names:
@@ -126,9 +133,13 @@ def _service_root(request: Request, org_in_path: bool, org: RescoOrg) -> str:
     return f"{base}/{org.name}" if org_in_path else base
 
 
-async def handle_odata(request: Request, org: RescoOrg, user_id: str, path: str, org_in_path: bool) -> Response:
+async def handle_odata(
+    request: Request, org: RescoOrg, user_id: str, path: str, org_in_path: bool
+) -> Response:
     try:
-        return await _dispatch(request, org, user_id, path.strip("/"), _service_root(request, org_in_path, org))
+        return await _dispatch(
+            request, org, user_id, path.strip("/"), _service_root(request, org_in_path, org)
+        )
     except ODataError as exc:
         return exc.response()
     except NotFound as exc:
@@ -136,22 +147,32 @@ async def handle_odata(request: Request, org: RescoOrg, user_id: str, path: str,
     except SchemaError as exc:
         return ODataError(400, "0x80048d19", str(exc)).response()
     except ConcurrencyError:
-        return ODataError(412, "0x80060882",
-                          "The version of the existing record doesn't match the If-Match header.").response()
+        return ODataError(
+            412, "0x80060882", "The version of the existing record doesn't match the If-Match header."
+        ).response()
 
 
 async def _dispatch(request: Request, org: RescoOrg, user_id: str, path: str, root: str) -> Response:
     method = request.method
     if path == "" and method == "GET":
-        return JSONResponse({"@odata.context": f"{root}/$metadata", "value": [
-            {"kind": "EntitySet", "name": e.name, "title": e.display_name, "url": e.name}
-            for e in org.entities.values()]}, headers=ODATA_HEADERS)
+        return JSONResponse(
+            {
+                "@odata.context": f"{root}/$metadata",
+                "value": [
+                    {"kind": "EntitySet", "name": e.name, "title": e.display_name, "url": e.name}
+                    for e in org.entities.values()
+                ],
+            },
+            headers=ODATA_HEADERS,
+        )
     if path == "$metadata" and method == "GET":
         return Response(csdl(org), media_type="application/xml", headers=ODATA_HEADERS)
     if path == "me" and method == "GET":
         entity = org.entity("systemuser")
         body = record_json(entity, org.get("systemuser", user_id), None, annotate=False)
-        return JSONResponse({"@odata.context": f"{root}/$metadata#systemuser/$entity", **body}, headers=ODATA_HEADERS)
+        return JSONResponse(
+            {"@odata.context": f"{root}/$metadata#systemuser/$entity", **body}, headers=ODATA_HEADERS
+        )
     key = _KEY.match(path)
     if key:
         return await _single(request, org, user_id, key.group(1), key.group(2), root)
@@ -174,29 +195,43 @@ async def _dispatch(request: Request, org: RescoOrg, user_id: str, path: str, ro
         location = f"{root}/{entity.name}({row['id']})"
         headers = {**ODATA_HEADERS, "Location": location, "OData-EntityId": location, "ETag": etag(row)}
         if "return=representation" in request.headers.get("prefer", ""):
-            body = {"@odata.context": f"{root}/$metadata#{entity.name}/$entity", **record_json(entity, row, None, False)}
+            body = {
+                "@odata.context": f"{root}/$metadata#{entity.name}/$entity",
+                **record_json(entity, row, None, False),
+            }
             return JSONResponse(body, status_code=201, headers=headers)
         return Response(status_code=204, headers=headers)
     raise ODataError(405, "0x80060888", f"Method {method} is not allowed on '{name}'.")
 
 
-async def _single(request: Request, org: RescoOrg, user_id: str, name: str, record_id: str, root: str) -> Response:
+async def _single(
+    request: Request, org: RescoOrg, user_id: str, name: str, record_id: str, root: str
+) -> Response:
     entity = org.entity(name)
     if request.method == "GET":
         row = org.get(entity.name, record_id)
         if request.headers.get("if-none-match") == etag(row):
             return Response(status_code=304, headers={"ETag": etag(row)})
         select = _select(entity, request.query_params.get("$select"))
-        body = {"@odata.context": f"{root}/$metadata#{entity.name}/$entity",
-                **record_json(entity, row, select, _annotate(request))}
+        body = {
+            "@odata.context": f"{root}/$metadata#{entity.name}/$entity",
+            **record_json(entity, row, select, _annotate(request)),
+        }
         return JSONResponse(body, headers={**ODATA_HEADERS, "ETag": etag(row)})
     if request.method in ("PATCH", "PUT"):
         values = _body_values(entity, await request.json())
-        row = org.update(entity.name, record_id, values, user_id, _parse_etag(request.headers.get("if-match")))
+        row = org.update(
+            entity.name, record_id, values, user_id, _parse_etag(request.headers.get("if-match"))
+        )
         headers = {**ODATA_HEADERS, "ETag": etag(row), "OData-EntityId": f"{root}/{entity.name}({row['id']})"}
         if "return=representation" in request.headers.get("prefer", ""):
-            return JSONResponse({"@odata.context": f"{root}/$metadata#{entity.name}/$entity",
-                                 **record_json(entity, row, None, False)}, headers=headers)
+            return JSONResponse(
+                {
+                    "@odata.context": f"{root}/$metadata#{entity.name}/$entity",
+                    **record_json(entity, row, None, False),
+                },
+                headers=headers,
+            )
         return Response(status_code=204, headers=headers)
     if request.method == "DELETE":
         org.delete(entity.name, record_id, _parse_etag(request.headers.get("if-match")))
@@ -214,7 +249,9 @@ def _select(entity: EntityDef, text: str | None) -> list[str] | None:
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     for n in names:
         if n not in entity.fields:
-            raise ODataError(400, "0x80060888", f"Could not find a property named '{n}' on type 'RescoCrm.{entity.name}'.")
+            raise ODataError(
+                400, "0x80060888", f"Could not find a property named '{n}' on type 'RescoCrm.{entity.name}'."
+            )
     return names
 
 
@@ -273,10 +310,13 @@ def _list(request: Request, org: RescoOrg, entity: EntityDef, root: str) -> Resp
 
 def csdl(org: RescoOrg) -> bytes:
     """``$metadata`` in CSDL XML with the ``RescoCrm`` schema namespace (resco.md §7.2)."""
-    edmx = ET.Element("edmx:Edmx", {"Version": "4.0", "xmlns:edmx": "http://docs.oasis-open.org/odata/ns/edmx"})
+    edmx = ET.Element(
+        "edmx:Edmx", {"Version": "4.0", "xmlns:edmx": "http://docs.oasis-open.org/odata/ns/edmx"}
+    )
     services = ET.SubElement(edmx, "edmx:DataServices")
-    schema = ET.SubElement(services, "Schema", {"Namespace": "RescoCrm",
-                                                "xmlns": "http://docs.oasis-open.org/odata/ns/edm"})
+    schema = ET.SubElement(
+        services, "Schema", {"Namespace": "RescoCrm", "xmlns": "http://docs.oasis-open.org/odata/ns/edm"}
+    )
     for entity in org.entities.values():
         etype = ET.SubElement(schema, "EntityType", {"Name": entity.name})
         ET.SubElement(ET.SubElement(etype, "Key"), "PropertyRef", {"Name": "id"})

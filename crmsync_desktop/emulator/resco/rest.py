@@ -25,8 +25,9 @@ XML = "application/xml; charset=utf-8"
 
 
 def _xml(element: ET.Element, status: int = 200) -> Response:
-    return Response(ET.tostring(element, xml_declaration=True, encoding="utf-8"), status_code=status,
-                    media_type=XML)
+    return Response(
+        ET.tostring(element, xml_declaration=True, encoding="utf-8"), status_code=status, media_type=XML
+    )
 
 
 def rest_error(status: int, code: str, message: str) -> Response:
@@ -85,8 +86,10 @@ def _fetch(org: RescoOrg, user_id: str, body: bytes) -> Response:
     rows = org.execute(query.statement)
     more = len(rows) > query.count
     rows = rows[: query.count]
-    root = ET.Element("EntityCollection", {"EntityName": query.entity.name, "MoreRecords": str(more).lower(),
-                                           "Page": str(query.page)})
+    root = ET.Element(
+        "EntityCollection",
+        {"EntityName": query.entity.name, "MoreRecords": str(more).lower(), "Page": str(query.page)},
+    )
     if query.want_total:
         root.set("TotalRecordCount", str(org.scalar(query.count_statement)))
     if rows:
@@ -117,7 +120,14 @@ async def _deleted(request: Request, org: RescoOrg) -> Response:
     since = int((body.findtext("RowVersion") if body is not None else None) or 0)
     root = ET.Element("DeletedRecords", {"MaxRowVersion": str(org.max_row_version())})
     for row in org.deleted_since(entity or None, since):
-        ET.SubElement(root, "DeletedRecord", {"EntityName": row["entity"], "Id": row["id"],
-                                              "RowVersion": str(row["versionnumber"]),
-                                              "DeletedOn": row["deletedon"].strftime("%Y-%m-%dT%H:%M:%SZ")})
+        ET.SubElement(
+            root,
+            "DeletedRecord",
+            {
+                "EntityName": row["entity"],
+                "Id": row["id"],
+                "RowVersion": str(row["versionnumber"]),
+                "DeletedOn": row["deletedon"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
     return _xml(root)

@@ -70,20 +70,28 @@ class FieldDef:
             raise SchemaError(f"Lookup field '{self.name}' needs at least one target entity.")
         if self.type == "picklist":
             try:
-                self.options = [{"value": int(o["value"]), "label": str(o.get("label", o["value"]))}
-                                for o in self.options]
+                self.options = [
+                    {"value": int(o["value"]), "label": str(o.get("label", o["value"]))} for o in self.options
+                ]
             except (KeyError, TypeError, ValueError) as exc:
-                raise SchemaError(f"Picklist '{self.name}' options need integer 'value' and 'label'.") from exc
+                raise SchemaError(
+                    f"Picklist '{self.name}' options need integer 'value' and 'label'."
+                ) from exc
         self.display_name = self.display_name or self.name
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FieldDef:
         if not isinstance(data, dict) or "name" not in data or "type" not in data:
             raise SchemaError("A field needs 'name' and 'type'.")
-        return cls(name=str(data["name"]).lower(), type=str(data["type"]).lower(),
-                   display_name=str(data.get("display_name") or ""), max_length=data.get("max_length"),
-                   required=bool(data.get("required", False)), options=list(data.get("options") or []),
-                   targets=[str(t).lower() for t in data.get("targets") or []])
+        return cls(
+            name=str(data["name"]).lower(),
+            type=str(data["type"]).lower(),
+            display_name=str(data.get("display_name") or ""),
+            max_length=data.get("max_length"),
+            required=bool(data.get("required", False)),
+            options=list(data.get("options") or []),
+            targets=[str(t).lower() for t in data.get("targets") or []],
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -173,7 +181,7 @@ def parse_datetime(value: Any) -> dt.datetime:
         text = str(value).strip()
         parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     return parsed.replace(microsecond=0)
 
 
@@ -217,20 +225,30 @@ class EntityDef:
     def from_json(cls, data: dict[str, Any]) -> EntityDef:
         if not isinstance(data, dict) or "name" not in data:
             raise SchemaError("An entity needs a 'name'.")
-        entity = cls(name=str(data["name"]).lower(), display_name=str(data.get("display_name") or ""),
-                     primary_name=(str(data["primary_name"]).lower() if data.get("primary_name") else None))
+        entity = cls(
+            name=str(data["name"]).lower(),
+            display_name=str(data.get("display_name") or ""),
+            primary_name=(str(data["primary_name"]).lower() if data.get("primary_name") else None),
+        )
         for raw in data.get("fields") or []:
             f = FieldDef.from_json(raw)
             if f.name in SYSTEM_FIELDS:
                 raise SchemaError(f"'{f.name}' is a system field.")
             entity.fields[f.name] = f
         if entity.primary_name and entity.primary_name not in entity.fields:
-            entity.fields[entity.primary_name] = FieldDef(entity.primary_name, "string", "Name", max_length=None)
+            entity.fields[entity.primary_name] = FieldDef(
+                entity.primary_name, "string", "Name", max_length=None
+            )
         return entity
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "display_name": self.display_name, "primary_name": self.primary_name,
-                "system": self.system, "fields": [f.to_json() for f in self.fields.values()]}
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "primary_name": self.primary_name,
+            "system": self.system,
+            "fields": [f.to_json() for f in self.fields.values()],
+        }
 
     def table(self, metadata: sa.MetaData) -> sa.Table:
         columns: list[sa.Column[Any]] = []
@@ -239,7 +257,9 @@ class EntityDef:
         for column in columns:
             if column.name == "id":
                 column.primary_key = True
-        return sa.Table(self.name, metadata, *columns, sa.Index(f"ix_{self.name}_versionnumber", "versionnumber"))
+        return sa.Table(
+            self.name, metadata, *columns, sa.Index(f"ix_{self.name}_versionnumber", "versionnumber")
+        )
 
     def field(self, name: str) -> FieldDef:
         try:

@@ -42,24 +42,45 @@ class ConcurrencyError(Exception):
 
 _meta = sa.MetaData()
 _sys = sa.Table("_sys", _meta, sa.Column("key", sa.String, primary_key=True), sa.Column("value", sa.Text))
-_entities = sa.Table("_entities", _meta, sa.Column("name", sa.String, primary_key=True),
-                     sa.Column("definition", sa.Text, nullable=False))
-_credentials = sa.Table("_credentials", _meta, sa.Column("username", sa.String, primary_key=True),
-                        sa.Column("userid", sa.String(36), nullable=False), sa.Column("salt", sa.String),
-                        sa.Column("hash", sa.String))
-_deleted = sa.Table("_deleted", _meta, sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-                    sa.Column("entity", sa.String, nullable=False), sa.Column("id", sa.String(36), nullable=False),
-                    sa.Column("versionnumber", sa.BigInteger, nullable=False, index=True),
-                    sa.Column("deletedon", sa.DateTime, nullable=False))
+_entities = sa.Table(
+    "_entities",
+    _meta,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+)
+_credentials = sa.Table(
+    "_credentials",
+    _meta,
+    sa.Column("username", sa.String, primary_key=True),
+    sa.Column("userid", sa.String(36), nullable=False),
+    sa.Column("salt", sa.String),
+    sa.Column("hash", sa.String),
+)
+_deleted = sa.Table(
+    "_deleted",
+    _meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String, nullable=False),
+    sa.Column("id", sa.String(36), nullable=False),
+    sa.Column("versionnumber", sa.BigInteger, nullable=False, index=True),
+    sa.Column("deletedon", sa.DateTime, nullable=False),
+)
 
 
 def _systemuser() -> EntityDef:
-    entity = EntityDef.from_json({"name": "systemuser", "display_name": "User", "primary_name": "fullname", "fields": [
-        {"name": "firstname", "type": "string", "max_length": 64},
-        {"name": "lastname", "type": "string", "max_length": 64},
-        {"name": "emailaddress1", "type": "string", "max_length": 100},
-        {"name": "domainname", "type": "string", "max_length": 256},
-    ]})
+    entity = EntityDef.from_json(
+        {
+            "name": "systemuser",
+            "display_name": "User",
+            "primary_name": "fullname",
+            "fields": [
+                {"name": "firstname", "type": "string", "max_length": 64},
+                {"name": "lastname", "type": "string", "max_length": 64},
+                {"name": "emailaddress1", "type": "string", "max_length": 100},
+                {"name": "domainname", "type": "string", "max_length": 256},
+            ],
+        }
+    )
     entity.system = True
     return entity
 
@@ -69,7 +90,7 @@ def _hash(password: str, salt: str) -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
 class RescoOrg:
@@ -96,8 +117,9 @@ class RescoOrg:
             self._register(_entity_from_json(json.loads(text)))
 
     @classmethod
-    def provision(cls, path: Path | str, name: str, *, username: str, password: str,
-               fullname: str = "Administrator") -> RescoOrg:
+    def provision(
+        cls, path: Path | str, name: str, *, username: str, password: str, fullname: str = "Administrator"
+    ) -> RescoOrg:
         path = Path(path)
         if path.exists():
             raise FileExistsError(path)
@@ -106,11 +128,16 @@ class RescoOrg:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         _meta.create_all(engine)
         with engine.begin() as conn:
-            conn.execute(_sys.insert(), [
-                {"key": "name", "value": name}, {"key": "organization_id", "value": str(uuid.uuid4())},
-                {"key": "business_unit_id", "value": str(uuid.uuid4())}, {"key": "rowversion", "value": "0"},
-                {"key": "created", "value": _now().isoformat()},
-            ])
+            conn.execute(
+                _sys.insert(),
+                [
+                    {"key": "name", "value": name},
+                    {"key": "organization_id", "value": str(uuid.uuid4())},
+                    {"key": "business_unit_id", "value": str(uuid.uuid4())},
+                    {"key": "rowversion", "value": "0"},
+                    {"key": "created", "value": _now().isoformat()},
+                ],
+            )
         engine.dispose()
         org = cls(path)
         org.create_entity(_systemuser())
@@ -127,10 +154,24 @@ class RescoOrg:
         user_id = str(uuid.uuid4())
         salt = secrets.token_hex(8)
         with self._lock, self._engine.begin() as conn:
-            self._insert(conn, "systemuser", {"fullname": fullname, "firstname": first, "lastname": last or None,
-                                               "emailaddress1": email, "domainname": username}, user_id, user_id)
-            conn.execute(_credentials.insert().values(username=username.lower(), userid=user_id, salt=salt,
-                                                      hash=_hash(password, salt)))
+            self._insert(
+                conn,
+                "systemuser",
+                {
+                    "fullname": fullname,
+                    "firstname": first,
+                    "lastname": last or None,
+                    "emailaddress1": email,
+                    "domainname": username,
+                },
+                user_id,
+                user_id,
+            )
+            conn.execute(
+                _credentials.insert().values(
+                    username=username.lower(), userid=user_id, salt=salt, hash=_hash(password, salt)
+                )
+            )
         return user_id
 
     def check_password(self, username: str, password: str) -> str | None:
@@ -139,7 +180,9 @@ class RescoOrg:
         if cache_key in self._login_cache:
             return self._login_cache[cache_key]
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(_credentials).where(_credentials.c.username == username.lower())).first()
+            row = conn.execute(
+                sa.select(_credentials).where(_credentials.c.username == username.lower())
+            ).first()
         if row is None or not secrets.compare_digest(row.hash, _hash(password, row.salt)):
             return None
         self._login_cache[cache_key] = row.userid
@@ -169,7 +212,9 @@ class RescoOrg:
             table = self._register(entity)
             with self._engine.begin() as conn:
                 table.create(conn)
-                conn.execute(_entities.insert().values(name=entity.name, definition=json.dumps(entity.to_json())))
+                conn.execute(
+                    _entities.insert().values(name=entity.name, definition=json.dumps(entity.to_json()))
+                )
         return entity
 
     def add_field(self, entity_name: str, new: FieldDef) -> FieldDef:
@@ -183,8 +228,11 @@ class RescoOrg:
                     type_sql = column.type.compile(dialect=self._engine.dialect)
                     conn.exec_driver_sql(f'ALTER TABLE "{entity.name}" ADD COLUMN "{column.name}" {type_sql}')
                 entity.fields[new.name] = new
-                conn.execute(_entities.update().where(_entities.c.name == entity.name)
-                             .values(definition=json.dumps(entity.to_json())))
+                conn.execute(
+                    _entities.update()
+                    .where(_entities.c.name == entity.name)
+                    .values(definition=json.dumps(entity.to_json()))
+                )
             self._register(entity)
         return new
 
@@ -198,8 +246,11 @@ class RescoOrg:
                 for column in found.columns():
                     conn.exec_driver_sql(f'ALTER TABLE "{entity.name}" DROP COLUMN "{column.name}"')
                 del entity.fields[field_name]
-                conn.execute(_entities.update().where(_entities.c.name == entity.name)
-                             .values(definition=json.dumps(entity.to_json())))
+                conn.execute(
+                    _entities.update()
+                    .where(_entities.c.name == entity.name)
+                    .values(definition=json.dumps(entity.to_json()))
+                )
             self._register(entity)
 
     def delete_entity(self, name: str) -> None:
@@ -224,17 +275,26 @@ class RescoOrg:
     def max_row_version(self, entity: str | None = None) -> int:
         with self._engine.connect() as conn:
             if entity is None:
-                return int(conn.execute(sa.select(_sys.c.value).where(_sys.c.key == "rowversion")).scalar_one())
+                return int(
+                    conn.execute(sa.select(_sys.c.value).where(_sys.c.key == "rowversion")).scalar_one()
+                )
             table = self.tables[self.entity(entity).name]
             live = conn.execute(sa.select(sa.func.max(table.c.versionnumber))).scalar() or 0
-            gone = conn.execute(sa.select(sa.func.max(_deleted.c.versionnumber))
-                                .where(_deleted.c.entity == table.name)).scalar() or 0
+            gone = (
+                conn.execute(
+                    sa.select(sa.func.max(_deleted.c.versionnumber)).where(_deleted.c.entity == table.name)
+                ).scalar()
+                or 0
+            )
             return int(max(live, gone))
 
     def _next_version(self, conn: sa.Connection) -> int:
-        value = conn.execute(_sys.update().where(_sys.c.key == "rowversion")
-                             .values(value=sa.cast(sa.cast(_sys.c.value, sa.BigInteger) + 1, sa.Text))
-                             .returning(_sys.c.value)).scalar_one()
+        value = conn.execute(
+            _sys.update()
+            .where(_sys.c.key == "rowversion")
+            .values(value=sa.cast(sa.cast(_sys.c.value, sa.BigInteger) + 1, sa.Text))
+            .returning(_sys.c.value)
+        ).scalar_one()
         return int(value)
 
     def deleted_since(self, entity: str | None, since: int) -> list[dict[str, Any]]:
@@ -266,16 +326,29 @@ class RescoOrg:
             out[f.name] = f.to_db(value)
         return out
 
-    def _insert(self, conn: sa.Connection, entity_name: str, values: Mapping[str, Any], user_id: str,
-                record_id: str | None = None) -> dict[str, Any]:
+    def _insert(
+        self,
+        conn: sa.Connection,
+        entity_name: str,
+        values: Mapping[str, Any],
+        user_id: str,
+        record_id: str | None = None,
+    ) -> dict[str, Any]:
         entity = self.entity(entity_name)
         row = self._values(entity, values)
         now = _now()
-        row.update({
-            "id": str(uuid.UUID(record_id)) if record_id else str(uuid.uuid4()), "createdon": now, "modifiedon": now,
-            "createdby": user_id, "createdby" + TARGET_SUFFIX: "systemuser", "modifiedby": user_id,
-            "modifiedby" + TARGET_SUFFIX: "systemuser", "versionnumber": self._next_version(conn),
-        })
+        row.update(
+            {
+                "id": str(uuid.UUID(record_id)) if record_id else str(uuid.uuid4()),
+                "createdon": now,
+                "modifiedon": now,
+                "createdby": user_id,
+                "createdby" + TARGET_SUFFIX: "systemuser",
+                "modifiedby": user_id,
+                "modifiedby" + TARGET_SUFFIX: "systemuser",
+                "versionnumber": self._next_version(conn),
+            }
+        )
         if row.get("ownerid") is None:
             row["ownerid"], row["ownerid" + TARGET_SUFFIX] = user_id, "systemuser"
         try:
@@ -284,7 +357,9 @@ class RescoOrg:
             raise SchemaError(f"A record with id '{row['id']}' already exists.") from exc
         return row
 
-    def create(self, entity: str, values: Mapping[str, Any], user_id: str, record_id: str | None = None) -> dict[str, Any]:
+    def create(
+        self, entity: str, values: Mapping[str, Any], user_id: str, record_id: str | None = None
+    ) -> dict[str, Any]:
         with self._lock, self._engine.begin() as conn:
             row = self._insert(conn, entity, values, user_id, record_id)
         return self.get(entity, row["id"])
@@ -306,19 +381,33 @@ class RescoOrg:
             raise NotFound(f"{entity} With Id = {record_id} Does Not Exist")
         return dict(row._mapping)
 
-    def update(self, entity: str, record_id: str, values: Mapping[str, Any], user_id: str,
-               if_match: int | None = None) -> dict[str, Any]:
+    def update(
+        self,
+        entity: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        user_id: str,
+        if_match: int | None = None,
+    ) -> dict[str, Any]:
         definition = self.entity(entity)
         table = self.tables[definition.name]
         row = self._values(definition, values)
         with self._lock, self._engine.begin() as conn:
-            current = conn.execute(sa.select(table.c.versionnumber).where(table.c.id == _guid(record_id))).scalar()
+            current = conn.execute(
+                sa.select(table.c.versionnumber).where(table.c.id == _guid(record_id))
+            ).scalar()
             if current is None:
                 raise NotFound(f"{entity} With Id = {record_id} Does Not Exist")
             if if_match is not None and if_match != current:
                 raise ConcurrencyError(record_id)
-            row.update({"modifiedon": _now(), "modifiedby": user_id, "modifiedby" + TARGET_SUFFIX: "systemuser",
-                        "versionnumber": self._next_version(conn)})
+            row.update(
+                {
+                    "modifiedon": _now(),
+                    "modifiedby": user_id,
+                    "modifiedby" + TARGET_SUFFIX: "systemuser",
+                    "versionnumber": self._next_version(conn),
+                }
+            )
             conn.execute(table.update().where(table.c.id == _guid(record_id)).values(**row))
         return self.get(entity, record_id)
 
@@ -326,14 +415,22 @@ class RescoOrg:
         definition = self.entity(entity)
         table = self.tables[definition.name]
         with self._lock, self._engine.begin() as conn:
-            current = conn.execute(sa.select(table.c.versionnumber).where(table.c.id == _guid(record_id))).scalar()
+            current = conn.execute(
+                sa.select(table.c.versionnumber).where(table.c.id == _guid(record_id))
+            ).scalar()
             if current is None:
                 raise NotFound(f"{entity} With Id = {record_id} Does Not Exist")
             if if_match is not None and if_match != current:
                 raise ConcurrencyError(record_id)
             conn.execute(table.delete().where(table.c.id == _guid(record_id)))
-            conn.execute(_deleted.insert().values(entity=definition.name, id=_guid(record_id),
-                                                  versionnumber=self._next_version(conn), deletedon=_now()))
+            conn.execute(
+                _deleted.insert().values(
+                    entity=definition.name,
+                    id=_guid(record_id),
+                    versionnumber=self._next_version(conn),
+                    deletedon=_now(),
+                )
+            )
 
     def execute(self, statement: sa.Select[Any]) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
@@ -352,8 +449,12 @@ def _guid(value: str) -> str:
 
 
 def _entity_from_json(data: dict[str, Any]) -> EntityDef:
-    entity = EntityDef(name=data["name"], display_name=data["display_name"], primary_name=data.get("primary_name"),
-                       system=bool(data.get("system")))
+    entity = EntityDef(
+        name=data["name"],
+        display_name=data["display_name"],
+        primary_name=data.get("primary_name"),
+        system=bool(data.get("system")),
+    )
     for raw in data["fields"]:
         f = FieldDef.from_json(raw)
         f.system = bool(raw.get("system"))

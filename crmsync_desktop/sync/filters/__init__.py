@@ -39,6 +39,7 @@ from crmsync_desktop.sync.filters.validate import (
     FilterMetadata,
     FilterProblem,
     MetadataMap,
+    as_metadata,
     validate_filter,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "OperatorSpec",
     "Order",
     "TypeFamily",
+    "as_metadata",
     "can_evaluate_locally",
     "evaluate",
     "like_regex",

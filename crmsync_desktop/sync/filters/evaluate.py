@@ -247,7 +247,12 @@ class _Evaluator:
             if _is_empty(other):
                 return False
             return self._compare_values(c, actual, other)
-        return self._operator(c, actual)
+        try:
+            return self._operator(c, actual)
+        except (ValueError, InvalidOperation) as exc:  # a hand-built filter that parse_filter would refuse
+            raise FilterError(
+                f"The condition on {c.attribute!r} ({c.operator} {', '.join(c.values)}) cannot be checked: {exc}."
+            ) from None
 
     def _compare_values(self, c: Condition, actual: Any, other: Any) -> bool:
         raw = other.isoformat() if isinstance(other, (date, datetime)) else str(other)

@@ -54,10 +54,26 @@ _ORDER_ATTRS = {"attribute", "descending"}
 _IGNORED_CHILDREN = {"attribute", "all-attributes"}
 # What people type for an operator, from SQL, OData or the filter editor's labels.
 _OPERATOR_SYNONYMS = {
-    "=": "eq", "==": "eq", "equals": "eq", "equal": "eq", "!=": "ne", "<>": "ne", "not-equal": "ne",
-    ">": "gt", ">=": "ge", "<": "lt", "<=": "le", "contains": "like", "does-not-contain": "not-like",
-    "starts-with": "begins-with", "startswith": "begins-with", "endswith": "ends-with", "is-null": "null",
-    "is-not-null": "not-null", "contains-data": "not-null", "does-not-contain-data": "null",
+    "=": "eq",
+    "==": "eq",
+    "equals": "eq",
+    "equal": "eq",
+    "!=": "ne",
+    "<>": "ne",
+    "not-equal": "ne",
+    ">": "gt",
+    ">=": "ge",
+    "<": "lt",
+    "<=": "le",
+    "contains": "like",
+    "does-not-contain": "not-like",
+    "starts-with": "begins-with",
+    "startswith": "begins-with",
+    "endswith": "ends-with",
+    "is-null": "null",
+    "is-not-null": "not-null",
+    "contains-data": "not-null",
+    "does-not-contain-data": "null",
 }
 
 

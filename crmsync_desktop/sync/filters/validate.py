@@ -254,11 +254,15 @@ class _Validator:
         if (to_info.targets or from_info.targets) and not (to_points or from_points):
             reasons = []
             if to_info.targets:
-                reasons.append(f"{parent}.{link.to_attribute} points to {', '.join(to_info.targets)}, "
-                               f"not to {link.name!r}")
+                reasons.append(
+                    f"{parent}.{link.to_attribute} points to {', '.join(to_info.targets)}, "
+                    f"not to {link.name!r}"
+                )
             if from_info.targets:
-                reasons.append(f"{link.name}.{link.from_attribute} points to {', '.join(from_info.targets)}, "
-                               f"not to {parent!r}")
+                reasons.append(
+                    f"{link.name}.{link.from_attribute} points to {', '.join(from_info.targets)}, "
+                    f"not to {parent!r}"
+                )
             self._add(where, f"these columns are not related: {'; '.join(reasons)}.")
 
 

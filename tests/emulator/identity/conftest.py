@@ -37,13 +37,21 @@ class ClientCert:
 def make_client_cert() -> ClientCert:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crmsync-test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     return ClientCert(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()).decode(),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
         cert.public_bytes(serialization.Encoding.PEM).decode(),
     )
 
@@ -79,8 +87,11 @@ def idp(tmp_path: Path, client_cert: ClientCert) -> Iterator[Idp]:
     certs = ensure_certificates(tmp_path)
     directory = Directory()
     tenant = directory.add_tenant(Tenant("contoso.onmicrosoft.com"))
-    confidential = tenant.add_app(AppRegistration("crmsync app user", secrets=["s3cret-value"],
-                                                  certificates=[client_cert.cert_pem.encode()]))
+    confidential = tenant.add_app(
+        AppRegistration(
+            "crmsync app user", secrets=["s3cret-value"], certificates=[client_cert.cert_pem.encode()]
+        )
+    )
     public = tenant.add_app(AppRegistration("crmsync desktop", public_client=True))
     user = tenant.add_user(User("adele@contoso.onmicrosoft.com", "P@ssw0rd!", "Adele Vance"))
     directory.add_resource(RESOURCE)

@@ -19,7 +19,7 @@ class MsalHttpxClient:
         if self._origin:
             portless = "https://" + httpx.URL(self._origin).host + "/"
             if url.startswith(portless):
-                return self._origin.rstrip("/") + "/" + url[len(portless):]
+                return self._origin.rstrip("/") + "/" + url[len(portless) :]
         return url
 
     @staticmethod
@@ -33,12 +33,18 @@ class MsalHttpxClient:
         self.calls.append(("GET", url))
         return self.client.get(self._url(url), params=params, headers=headers, **self._kw(kw))
 
-    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kw: Any) -> httpx.Response:
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kw: Any
+    ) -> httpx.Response:
         self.calls.append(("POST", url))
         if isinstance(data, dict):
             # MSAL passes the client assertion as bytes; httpx would send str(b"...") (the "b'eyJ..." bug).
             data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
-        body = {"content": data} if isinstance(data, (str, bytes)) else ({"data": data} if data is not None else {})
+        body = (
+            {"content": data}
+            if isinstance(data, (str, bytes))
+            else ({"data": data} if data is not None else {})
+        )
         return self.client.post(self._url(url), params=params, headers=headers, **body, **self._kw(kw))
 
     def close(self) -> None:

@@ -25,13 +25,18 @@ def _claims(token: str) -> dict:
 
 def _confidential(idp: Idp, credential: object, http) -> msal.ConfidentialClientApplication:  # type: ignore[no-untyped-def]
     return msal.ConfidentialClientApplication(
-        idp.confidential.client_id, client_credential=credential, authority=idp.authority,
-        instance_discovery=False, http_client=http)
+        idp.confidential.client_id,
+        client_credential=credential,
+        authority=idp.authority,
+        instance_discovery=False,
+        http_client=http,
+    )
 
 
 def _public(idp: Idp, http) -> msal.PublicClientApplication:  # type: ignore[no-untyped-def]
-    return msal.PublicClientApplication(idp.public.client_id, authority=idp.authority,
-                                        instance_discovery=False, http_client=http)
+    return msal.PublicClientApplication(
+        idp.public.client_id, authority=idp.authority, instance_discovery=False, http_client=http
+    )
 
 
 def test_client_secret(idp: Idp) -> None:
@@ -77,8 +82,9 @@ def test_certificate_sha1_thumbprint(idp: Idp) -> None:
     sha1, _ = certificate_thumbprints(idp.cert.cert_pem)
     http = idp.http()
     try:
-        result = _confidential(idp, {"private_key": idp.cert.private_key_pem, "thumbprint": sha1},
-                               http).acquire_token_for_client(scopes=SCOPE)
+        result = _confidential(
+            idp, {"private_key": idp.cert.private_key_pem, "thumbprint": sha1}, http
+        ).acquire_token_for_client(scopes=SCOPE)
     finally:
         http.close()
     assert "access_token" in result, result
@@ -88,9 +94,9 @@ def test_certificate_sha1_thumbprint(idp: Idp) -> None:
 def test_certificate_public_certificate_ps256(idp: Idp) -> None:
     http = idp.http()
     try:
-        result = _confidential(idp, {"private_key": idp.cert.private_key_pem,
-                                     "public_certificate": idp.cert.cert_pem},
-                               http).acquire_token_for_client(scopes=SCOPE)
+        result = _confidential(
+            idp, {"private_key": idp.cert.private_key_pem, "public_certificate": idp.cert.cert_pem}, http
+        ).acquire_token_for_client(scopes=SCOPE)
     finally:
         http.close()
     assert "access_token" in result, result
@@ -100,8 +106,9 @@ def test_unregistered_certificate_rejected(idp: Idp) -> None:
     other = make_client_cert()
     http = idp.http()
     try:
-        result = _confidential(idp, {"private_key": other.private_key_pem, "public_certificate": other.cert_pem},
-                               http).acquire_token_for_client(scopes=SCOPE)
+        result = _confidential(
+            idp, {"private_key": other.private_key_pem, "public_certificate": other.cert_pem}, http
+        ).acquire_token_for_client(scopes=SCOPE)
     finally:
         http.close()
     assert result["error"] == "invalid_client"
@@ -132,7 +139,9 @@ def test_device_code_with_approval(idp: Idp) -> None:
         def approve() -> None:
             time.sleep(0.2)
             with httpx.Client(verify=ssl.create_default_context(cafile=str(idp.ca_path))) as c:
-                response = c.post(f"{idp.url}/_emulator/devicecode/approve", json={"user_code": flow["user_code"]})
+                response = c.post(
+                    f"{idp.url}/_emulator/devicecode/approve", json={"user_code": flow["user_code"]}
+                )
                 assert response.status_code == 200
 
         approver = threading.Thread(target=approve)
@@ -155,9 +164,14 @@ def test_device_code_pending_then_expired(idp: Idp) -> None:
     try:
         app = _public(idp, http)
         flow = app.initiate_device_flow(scopes=USER_SCOPE)
-        pending = http.post(f"{idp.authority}/oauth2/v2.0/token", data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": idp.public.client_id,
-            "device_code": flow["device_code"]})
+        pending = http.post(
+            f"{idp.authority}/oauth2/v2.0/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "client_id": idp.public.client_id,
+                "device_code": flow["device_code"],
+            },
+        )
         assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
         idp.provider.clock = lambda: time.time() + 3600
         flow["interval"] = 0
@@ -194,7 +208,9 @@ def test_wrong_password(idp: Idp) -> None:
     http = idp.http()
     try:
         with pytest.warns(DeprecationWarning):
-            result = _public(idp, http).acquire_token_by_username_password(idp.user.upn, "nope", scopes=USER_SCOPE)
+            result = _public(idp, http).acquire_token_by_username_password(
+                idp.user.upn, "nope", scopes=USER_SCOPE
+            )
     finally:
         http.close()
     assert result["error"] == "invalid_grant" and result["error_codes"] == [50126]
@@ -208,8 +224,12 @@ def test_authorization_code_with_pkce(idp: Idp) -> None:
     http = idp.http()
     try:
         app = _public(idp, http)
-        flow = app.initiate_auth_code_flow(USER_SCOPE, redirect_uri="http://localhost:8400",
-                                           login_hint=idp.user.upn, response_mode="form_post")
+        flow = app.initiate_auth_code_flow(
+            USER_SCOPE,
+            redirect_uri="http://localhost:8400",
+            login_hint=idp.user.upn,
+            response_mode="form_post",
+        )
         page = http.client.get(flow["auth_uri"], follow_redirects=False)
         assert page.status_code == 200 and 'action="http://localhost:8400"' in page.text
         result = app.acquire_token_by_auth_code_flow(flow, _form_fields(page.text))
@@ -223,9 +243,16 @@ def test_authorization_code_with_pkce(idp: Idp) -> None:
         location = urlsplit(redirect.headers["location"])
         assert f"{location.scheme}://{location.netloc}" == "http://localhost:8400"
         code = dict(parse_qsl(location.query))["code"]
-        stolen = http.post(f"{idp.authority}/oauth2/v2.0/token", data={
-            "grant_type": "authorization_code", "client_id": idp.public.client_id, "code": code,
-            "redirect_uri": "http://localhost:8400", "code_verifier": "not-the-verifier"})
+        stolen = http.post(
+            f"{idp.authority}/oauth2/v2.0/token",
+            data={
+                "grant_type": "authorization_code",
+                "client_id": idp.public.client_id,
+                "code": code,
+                "redirect_uri": "http://localhost:8400",
+                "code_verifier": "not-the-verifier",
+            },
+        )
         assert stolen.json()["error_codes"] == [501481]
     finally:
         http.close()

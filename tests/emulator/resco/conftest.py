@@ -15,7 +15,9 @@ from crmsync_desktop.emulator.server import BackgroundServer
 from crmsync_desktop.emulator.tls import ensure_certificates
 
 ACCOUNT = {
-    "name": "account", "display_name": "Account", "primary_name": "name",
+    "name": "account",
+    "display_name": "Account",
+    "primary_name": "name",
     "fields": [
         {"name": "description", "type": "memo"},
         {"name": "numberofemployees", "type": "int"},
@@ -25,16 +27,23 @@ ACCOUNT = {
         {"name": "revenue", "type": "money"},
         {"name": "donotcall", "type": "bool"},
         {"name": "lastcontacted", "type": "datetime"},
-        {"name": "industrycode", "type": "picklist", "options": [{"value": 1, "label": "Retail"},
-                                                                {"value": 2, "label": "Services"}]},
+        {
+            "name": "industrycode",
+            "type": "picklist",
+            "options": [{"value": 1, "label": "Retail"}, {"value": 2, "label": "Services"}],
+        },
         {"name": "parentaccountid", "type": "lookup", "targets": ["account"]},
         {"name": "externalid", "type": "uniqueidentifier"},
     ],
 }
-CONTACT = {"name": "contact", "primary_name": "fullname", "fields": [
-    {"name": "parentcustomerid", "type": "lookup", "targets": ["account", "contact"]},
-    {"name": "emailaddress1", "type": "string", "max_length": 100},
-]}
+CONTACT = {
+    "name": "contact",
+    "primary_name": "fullname",
+    "fields": [
+        {"name": "parentcustomerid", "type": "lookup", "targets": ["account", "contact"]},
+        {"name": "emailaddress1", "type": "string", "max_length": 100},
+    ],
+}
 
 
 @dataclass
@@ -49,8 +58,13 @@ class Resco:
         return self.cloud.get("contoso")
 
     def client(self, auth: tuple[str, str] | None = ("admin", "Pa55word"), **kw: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, auth=auth, verify=ssl.create_default_context(cafile=str(self.ca_path)),
-                            timeout=10.0, **kw)  # type: ignore[arg-type]
+        return httpx.Client(
+            base_url=self.url,
+            auth=auth,
+            verify=ssl.create_default_context(cafile=str(self.ca_path)),
+            timeout=10.0,
+            **kw,
+        )  # type: ignore[arg-type]
 
 
 @pytest.fixture

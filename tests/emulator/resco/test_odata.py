@@ -22,7 +22,9 @@ def schema(resco: Resco) -> Resco:
 def test_service_document_metadata_and_me(schema: Resco) -> None:
     with schema.client() as client:
         service = client.get(f"{ROOT}/").json()
-        assert {"kind": "EntitySet", "name": "account", "title": "Account", "url": "account"} in service["value"]
+        assert {"kind": "EntitySet", "name": "account", "title": "Account", "url": "account"} in service[
+            "value"
+        ]
         metadata = client.get(f"{ROOT}/$metadata")
         assert metadata.headers["content-type"].startswith("application/xml")
         ns = {"edm": "http://docs.oasis-open.org/odata/ns/edm"}
@@ -38,24 +40,43 @@ def test_service_document_metadata_and_me(schema: Resco) -> None:
 
 def test_crud_with_etags(schema: Resco) -> None:
     with schema.client() as client:
-        created = client.post(f"{ROOT}/account", headers={"Prefer": "return=representation"}, json={
-            "name": "Contoso", "revenue": 1234.5678, "donotcall": True, "lastcontacted": "2024-05-01T12:00:00+02:00",
-            "industrycode": 2, "numberofemployees": 50})
+        created = client.post(
+            f"{ROOT}/account",
+            headers={"Prefer": "return=representation"},
+            json={
+                "name": "Contoso",
+                "revenue": 1234.5678,
+                "donotcall": True,
+                "lastcontacted": "2024-05-01T12:00:00+02:00",
+                "industrycode": 2,
+                "numberofemployees": 50,
+            },
+        )
         assert created.status_code == 201, created.text
         record = created.json()
         assert record["lastcontacted"] == "2024-05-01T10:00:00Z" and record["revenue"] == 1234.5678
         record_id, tag = record["id"], record["@odata.etag"]
         assert created.headers["etag"] == tag
-        child = client.post(f"{ROOT}/account", json={"name": "Child", "parentaccountid@odata.bind": f"account({record_id})"})
-        assert child.status_code == 204 and child.headers["odata-entityid"].startswith(f"{schema.url}{ROOT}/account(")
+        child = client.post(
+            f"{ROOT}/account", json={"name": "Child", "parentaccountid@odata.bind": f"account({record_id})"}
+        )
+        assert child.status_code == 204 and child.headers["odata-entityid"].startswith(
+            f"{schema.url}{ROOT}/account("
+        )
 
         got = client.get(f"{ROOT}/account('{record_id}')", headers={"Prefer": "odata.include-annotations=*"})
         assert got.json()["industrycode@OData.Community.Display.V1.FormattedValue"] == "Services"
         assert client.get(f"{ROOT}/account({record_id})", headers={"If-None-Match": tag}).status_code == 304
 
-        assert client.patch(f"{ROOT}/account({record_id})", json={"name": "Contoso Ltd"},
-                            headers={"If-Match": tag}).status_code == 204
-        stale = client.patch(f"{ROOT}/account({record_id})", json={"name": "lost update"}, headers={"If-Match": tag})
+        assert (
+            client.patch(
+                f"{ROOT}/account({record_id})", json={"name": "Contoso Ltd"}, headers={"If-Match": tag}
+            ).status_code
+            == 204
+        )
+        stale = client.patch(
+            f"{ROOT}/account({record_id})", json={"name": "lost update"}, headers={"If-Match": tag}
+        )
         assert stale.status_code == 412 and "error" in stale.json()
         assert client.delete(f"{ROOT}/account({record_id})", headers={"If-Match": tag}).status_code == 412
         assert client.get(f"{ROOT}/account({record_id})").json()["name"] == "Contoso Ltd"
@@ -75,7 +96,9 @@ def test_host_style_organization(schema: Resco) -> None:
 def test_server_paging_at_1000(schema: Resco) -> None:
     user = schema.org.check_password("admin", "Pa55word")
     assert user is not None
-    schema.org.create_many("account", ({"name": f"Account {i:04d}", "numberofemployees": i} for i in range(2500)), user)
+    schema.org.create_many(
+        "account", ({"name": f"Account {i:04d}", "numberofemployees": i} for i in range(2500)), user
+    )
     with schema.client() as client:
         first = client.get(f"{ROOT}/account", params={"$select": "name", "$count": "true"}).json()
         assert len(first["value"]) == 1000 and first["@odata.count"] == 2500
@@ -86,14 +109,19 @@ def test_server_paging_at_1000(schema: Resco) -> None:
             names += [r["name"] for r in page["value"]]
             url = page.get("@odata.nextLink")
         assert len(names) == 2500 and len(set(names)) == 2500
-        small = client.get(f"{ROOT}/account", headers={"Prefer": "odata.maxpagesize=10"},
-                           params={"$orderby": "numberofemployees desc", "$top": "15"})
+        small = client.get(
+            f"{ROOT}/account",
+            headers={"Prefer": "odata.maxpagesize=10"},
+            params={"$orderby": "numberofemployees desc", "$top": "15"},
+        )
         body = small.json()
         assert small.headers["preference-applied"] == "odata.maxpagesize=10"
         assert [r["numberofemployees"] for r in body["value"]][:2] == [2499, 2498]
         rest = client.get(body["@odata.nextLink"]).json()
         assert len(rest["value"]) == 5 and "@odata.nextLink" not in rest
-        skipped = client.get(f"{ROOT}/account", params={"$orderby": "numberofemployees", "$skip": "10", "$top": "2"})
+        skipped = client.get(
+            f"{ROOT}/account", params={"$orderby": "numberofemployees", "$skip": "10", "$top": "2"}
+        )
         assert [r["numberofemployees"] for r in skipped.json()["value"]] == [10, 11]
         assert client.get(f"{ROOT}/account/$count").text == "2500"
 
@@ -101,12 +129,17 @@ def test_server_paging_at_1000(schema: Resco) -> None:
 def test_filters(schema: Resco) -> None:
     user = schema.org.check_password("admin", "Pa55word")
     assert user is not None
-    schema.org.create_many("account", [
-        {"name": "Contoso 100%", "revenue": 10, "lastcontacted": "2024-05-01T09:00:00Z"},
-        {"name": "Fabrikam", "revenue": 30, "lastcontacted": "2024-05-01T11:00:00Z"},
-        {"name": "O'Brien", "revenue": None},
-    ], user)
+    schema.org.create_many(
+        "account",
+        [
+            {"name": "Contoso 100%", "revenue": 10, "lastcontacted": "2024-05-01T09:00:00Z"},
+            {"name": "Fabrikam", "revenue": 30, "lastcontacted": "2024-05-01T11:00:00Z"},
+            {"name": "O'Brien", "revenue": None},
+        ],
+        user,
+    )
     with schema.client() as client:
+
         def names(expr: str) -> list[str]:
             response = client.get(f"{ROOT}/account", params={"$filter": expr, "$orderby": "name"})
             assert response.status_code == 200, response.text

@@ -22,8 +22,16 @@ def seeded(resco: Resco) -> Resco:
     assert user is not None
     contoso = resco.org.create("account", {"name": "Contoso", "industrycode": 1, "revenue": 100}, user)
     fabrikam = resco.org.create("account", {"name": "Fabrikam", "industrycode": 2, "revenue": 200}, user)
-    resco.org.create("contact", {"fullname": "Ann", "parentcustomerid": {"id": contoso["id"], "logicalname": "account"}}, user)
-    resco.org.create("contact", {"fullname": "Bob", "parentcustomerid": {"id": fabrikam["id"], "logicalname": "account"}}, user)
+    resco.org.create(
+        "contact",
+        {"fullname": "Ann", "parentcustomerid": {"id": contoso["id"], "logicalname": "account"}},
+        user,
+    )
+    resco.org.create(
+        "contact",
+        {"fullname": "Bob", "parentcustomerid": {"id": fabrikam["id"], "logicalname": "account"}},
+        user,
+    )
     resco.org.create("contact", {"fullname": "Cid"}, user)
     return resco
 
@@ -50,8 +58,11 @@ def test_whoami_and_max_row_version(seeded: Resco) -> None:
         client.post("/odata/v4/contoso/account", json={"name": "New"})
         after = int(_post_xml(client, "GetMaxRowVersion").findtext("RowVersion") or 0)
         assert after == before + 1
-        scoped = _post_xml(client, "GetMaxRowVersion", "<GetMaxRowVersionRequest><EntityName>contact"
-                                                      "</EntityName></GetMaxRowVersionRequest>")
+        scoped = _post_xml(
+            client,
+            "GetMaxRowVersion",
+            "<GetMaxRowVersionRequest><EntityName>contact</EntityName></GetMaxRowVersionRequest>",
+        )
         assert int(scoped.findtext("RowVersion") or 0) < after
         assert client.get(f"{DATA}/WhoAmI").status_code == 405
         assert client.post(f"{DATA}/NoSuchMethod").status_code == 404
@@ -75,7 +86,7 @@ def test_fetch_filter_link_entity_and_paging(seeded: Resco) -> None:
     with seeded.client() as client:
         first = _post_xml(client, "Fetch", fetch.format(page=1))
         assert first.get("MoreRecords") == "true" and first.get("TotalRecordCount") == "2"
-        assert first.get("PagingCookie", "").startswith("<cookie page=\"1\">")
+        assert first.get("PagingCookie", "").startswith('<cookie page="1">')
         entities = first.findall("Entity")
         assert len(entities) == 1
         attrs = _attrs(entities[0])
@@ -86,24 +97,39 @@ def test_fetch_filter_link_entity_and_paging(seeded: Resco) -> None:
         assert second.get("MoreRecords") == "false"
         assert _attrs(second.findall("Entity")[0])["fullname"] == "Bob"
 
-        outer = _post_xml(client, "Fetch", """<fetch><entity name="contact"><attribute name="fullname"/>
+        outer = _post_xml(
+            client,
+            "Fetch",
+            """<fetch><entity name="contact"><attribute name="fullname"/>
             <order attribute="fullname" descending="true"/>
             <link-entity name="account" from="id" to="parentcustomerid" link-type="outer"><attribute name="name"/>
-            </link-entity></entity></fetch>""")
+            </link-entity></entity></fetch>""",
+        )
         rows = [_attrs(e) for e in outer.findall("Entity")]
         assert [r["fullname"] for r in rows] == ["Cid", "Bob", "Ann"] and "account.name" not in rows[0]
 
-        all_attrs = _post_xml(client, "Fetch", """<fetch><entity name="account"><all-attributes/>
+        all_attrs = _post_xml(
+            client,
+            "Fetch",
+            """<fetch><entity name="account"><all-attributes/>
             <filter><condition attribute="revenue" operator="ge" value="150"/>
-            <condition attribute="name" operator="begins-with" value="Fab"/></filter></entity></fetch>""")
+            <condition attribute="name" operator="begins-with" value="Fab"/></filter></entity></fetch>""",
+        )
         only = all_attrs.findall("Entity")
         assert len(only) == 1
         typed = {a.get("Name"): a.get("Type") for a in only[0].findall("Attribute")}
-        assert typed["revenue"] == "Money" and typed["versionnumber"] == "RowVersion" and typed["id"] == "UniqueIdentifier"
+        assert (
+            typed["revenue"] == "Money"
+            and typed["versionnumber"] == "RowVersion"
+            and typed["id"] == "UniqueIdentifier"
+        )
 
-        bad = client.post(f"{DATA}/Fetch", content="<fetch><entity name='account'><filter><condition "
-                                                    "attribute='name' operator='sounds-like' value='x'/></filter>"
-                                                    "</entity></fetch>")
+        bad = client.post(
+            f"{DATA}/Fetch",
+            content="<fetch><entity name='account'><filter><condition "
+            "attribute='name' operator='sounds-like' value='x'/></filter>"
+            "</entity></fetch>",
+        )
         assert bad.status_code == 400 and ET.fromstring(bad.content).findtext("Code") == "BadRequest"
         bomb = client.post(f"{DATA}/Fetch", content='<!DOCTYPE x [<!ENTITY a "aaaa">]><fetch>&a;</fetch>')
         assert bomb.status_code == 400
@@ -115,16 +141,27 @@ def test_changes_and_deletions_since_row_version(seeded: Resco) -> None:
         accounts = client.get("/odata/v4/contoso/account", params={"$orderby": "name"}).json()["value"]
         client.patch(f"/odata/v4/contoso/account({accounts[0]['id']})", json={"revenue": 111})
         client.delete(f"/odata/v4/contoso/account({accounts[1]['id']})")
-        changed = _post_xml(client, "Fetch", f"""<fetch><entity name="account"><attribute name="name"/>
-            <filter><condition attribute="versionnumber" operator="gt" value="{mark}"/></filter></entity></fetch>""")
+        changed = _post_xml(
+            client,
+            "Fetch",
+            f"""<fetch><entity name="account"><attribute name="name"/>
+            <filter><condition attribute="versionnumber" operator="gt" value="{mark}"/></filter></entity></fetch>""",
+        )
         assert [_attrs(e)["name"] for e in changed.findall("Entity")] == ["Contoso"]
-        deleted = _post_xml(client, "GetDeletedRecords", f"<GetDeletedRecordsRequest><EntityName>account</EntityName>"
-                                                          f"<RowVersion>{mark}</RowVersion></GetDeletedRecordsRequest>")
+        deleted = _post_xml(
+            client,
+            "GetDeletedRecords",
+            f"<GetDeletedRecordsRequest><EntityName>account</EntityName>"
+            f"<RowVersion>{mark}</RowVersion></GetDeletedRecordsRequest>",
+        )
         records = deleted.findall("DeletedRecord")
         assert [(r.get("EntityName"), r.get("Id")) for r in records] == [("account", accounts[1]["id"])]
         assert int(records[0].get("RowVersion") or 0) == int(deleted.get("MaxRowVersion") or 0) == mark + 2
-        later = _post_xml(client, "GetDeletedRecords", f"<GetDeletedRecordsRequest><RowVersion>{mark + 2}"
-                                                        "</RowVersion></GetDeletedRecordsRequest>")
+        later = _post_xml(
+            client,
+            "GetDeletedRecords",
+            f"<GetDeletedRecordsRequest><RowVersion>{mark + 2}</RowVersion></GetDeletedRecordsRequest>",
+        )
         assert later.findall("DeletedRecord") == []
 
 

@@ -17,8 +17,9 @@ from typing import Any
 from crmsync_desktop import errors
 from crmsync_desktop.sync.connectors.dataverse.codec import READ_ANNOTATIONS, record_from_wire, select_list
 from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
-from crmsync_desktop.sync.connectors.dataverse.read import etags_of, odata_pages, rows_of
+from crmsync_desktop.sync.connectors.dataverse.read import etags_of
 from crmsync_desktop.sync.connectors.http.transport import HttpTransport
+from crmsync_desktop.sync.connectors.odata import odata_pages, rows_of
 from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, EntityMeta, TokenKind
 
 ROW_VERSION = "versionnumber"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -100,7 +100,7 @@ class DataverseConnector:
         self._changes = ChangeReader(self.http, self.metadata, page_size)
         self._writer = Writer(self.http, self.metadata, bulk_chunk=settings.bulk_chunk, batch_size=min(settings.batch_size, 1000))
 
-    async def __aenter__(self) -> DataverseConnector:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -315,9 +315,8 @@ class MetadataService:
         if attribute == "ownerid":
             return "ownerid"
         for rel in await self.many_to_one(entity):
-            if rel.referencing_attribute == attribute and rel.referenced_entity == target:
-                if rel.referencing_navigation:
-                    return rel.referencing_navigation
+            if rel.referencing_attribute == attribute and rel.referenced_entity == target and rel.referencing_navigation:
+                return rel.referencing_navigation
         raise errors.ValidationError(
             f"{entity}.{attribute} cannot point to a {target} record: no relationship links them in the "
             "Dataverse organization. Check the field mapping.",

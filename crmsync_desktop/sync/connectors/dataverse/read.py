@@ -17,7 +17,7 @@ from crmsync_desktop.sync.connectors.dataverse.codec import (
 from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
 from crmsync_desktop.sync.connectors.fetchxml import prepare_fetch
 from crmsync_desktop.sync.connectors.http.transport import HttpTransport
-from crmsync_desktop.sync.connectors.odata import fetch_pages, odata_pages, rows_of
+from crmsync_desktop.sync.connectors.odata import fetch_pages, odata_pages
 from crmsync_desktop.sync.connectors.types import EntityMeta, Page
 
 MAX_PAGE_SIZE = 5000

@@ -246,10 +246,9 @@ def _int_header(value: str | None) -> int | None:
 
 def _has_request(exc: httpx.HTTPError) -> bool:
     try:
-        exc.request
+        return exc.request is not None
     except RuntimeError:
         return False
-    return True
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):

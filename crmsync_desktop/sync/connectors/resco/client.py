@@ -15,7 +15,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -129,7 +129,7 @@ class RescoConnector:
         self.metadata = RescoMetadata(self.http, metadata_root)
         self._page_size = max(1, min(settings.page_size, MAX_PAGE_SIZE))
 
-    async def __aenter__(self) -> RescoConnector:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -43,13 +43,18 @@ def default_dataverse_factory(
     """The Dataverse data service from ``crmsync_desktop.emulator.dataverse`` (+ ``seed.seed_sales_org``)."""
     import importlib
 
-    dataverse = importlib.import_module("crmsync_desktop.emulator.dataverse")
-    create_app = getattr(dataverse, "create_app", None)
-    org_class = getattr(dataverse, "DataverseOrg", None)
-    if create_app is None or org_class is None:
-        raise RuntimeError(
-            "crmsync_desktop.emulator.dataverse does not export create_app and DataverseOrg yet"
-        )
+    def find(name: str, modules: tuple[str, ...]) -> Any:
+        for module in modules:
+            try:
+                found = getattr(importlib.import_module(f"crmsync_desktop.emulator.{module}"), name, None)
+            except ModuleNotFoundError:
+                continue
+            if found is not None:
+                return found
+        raise RuntimeError(f"crmsync_desktop.emulator.dataverse does not provide {name} yet")
+
+    create_app = find("create_app", ("dataverse", "dataverse.app", "dataverse.service"))
+    org_class = find("DataverseOrg", ("dataverse", "dataverse.org"))
     path = data_dir / "dataverse" / "org.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = not path.exists()

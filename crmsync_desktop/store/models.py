@@ -188,6 +188,22 @@ class RecordStateModel(Base):
     last_synced_at: Mapped[datetime]
 
 
+class DownloadRetryModel(Base):
+    """A server record whose download failed: retried by id so it never falls behind the cursor."""
+
+    __tablename__ = "download_retry"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    profile_id: Mapped[int] = mapped_column(
+        ForeignKey("connection_profile.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(String(_NAME), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
 class OfflineTransactionModel(_Timestamps, Base):
     """A client change on its way to the server; ``id`` is the delivery order."""
 

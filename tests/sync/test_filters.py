@@ -1338,6 +1338,17 @@ def test_operator_table_locality_matches_the_documented_scope() -> None:
     assert not {"eq-userteams", "under", "this-week", "in-fiscal-year", "last-x-months"} & LOCAL_OPERATORS
 
 
+def test_values_a_parser_would_refuse_raise_filter_errors() -> None:
+    bad_count = FetchFilter("a", FilterGroup(items=(Condition("x", "last-x-days", ("abc",)),)))
+    with pytest.raises(
+        FilterError, match=r"The condition on 'x' \(last-x-days abc\) cannot be checked: invalid"
+    ):
+        evaluate(bad_count, {"x": NOW}, CTX)
+    bad_date = FetchFilter("a", FilterGroup(items=(Condition("x", "gt", ("2024-13-45",)),)))
+    with pytest.raises(FilterError, match=r"The condition on 'x' \(gt 2024-13-45\) cannot be checked: month"):
+        evaluate(bad_date, {"x": "2024-05-01T00:00:00Z"}, CTX)
+
+
 @pytest.mark.parametrize(
     ("op", "values", "actual", "fragment"),
     [
@@ -1351,17 +1362,6 @@ def test_operator_table_locality_matches_the_documented_scope() -> None:
         ("contain-values", ("1",), ["golf"], "is not a list of choice values"),
     ],
 )
-def test_values_a_parser_would_refuse_raise_filter_errors() -> None:
-    bad_count = FetchFilter("a", FilterGroup(items=(Condition("x", "last-x-days", ("abc",)),)))
-    with pytest.raises(
-        FilterError, match=r"The condition on 'x' \(last-x-days abc\) cannot be checked: invalid"
-    ):
-        evaluate(bad_count, {"x": NOW}, CTX)
-    bad_date = FetchFilter("a", FilterGroup(items=(Condition("x", "gt", ("2024-13-45",)),)))
-    with pytest.raises(FilterError, match=r"The condition on 'x' \(gt 2024-13-45\) cannot be checked: month"):
-        evaluate(bad_date, {"x": "2024-05-01T00:00:00Z"}, CTX)
-
-
 def test_evaluation_errors_are_clear(op: str, values: tuple[str, ...], actual: Any, fragment: str) -> None:
     with pytest.raises(FilterError) as info:
         _eval(op, values, actual)

@@ -33,6 +33,12 @@ from crmsync_desktop.store.repos.runs import (
     prune_runs,
     start_run,
 )
+from crmsync_desktop.store.repos.retries import (
+    add_download_retries,
+    clear_download_retries,
+    count_download_retries,
+    list_download_retries,
+)
 from crmsync_desktop.store.repos.schedule import get_schedule_state, put_schedule_state, save_schedule_config
 from crmsync_desktop.store.repos.sync_state import (
     count_record_states,
@@ -60,6 +66,10 @@ from crmsync_desktop.store.repos.transactions import (
 )
 
 __all__ = [
+    "add_download_retries",
+    "clear_download_retries",
+    "count_download_retries",
+    "list_download_retries",
     "append_log_lines",
     "count_record_states",
     "count_transactions",

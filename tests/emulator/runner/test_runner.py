@@ -112,11 +112,20 @@ def test_resco_only_with_faults_at_startup(tmp_path: Path) -> None:
 
 
 def _real_dataverse_ready() -> bool:
-    try:
-        module = importlib.import_module("crmsync_desktop.emulator.dataverse")
-    except ImportError:
+    """Same look-up as runner.default_dataverse_factory: create_app and DataverseOrg exported somewhere."""
+
+    def has(name: str, modules: tuple[str, ...]) -> bool:
+        for module in modules:
+            try:
+                if hasattr(importlib.import_module(f"crmsync_desktop.emulator.{module}"), name):
+                    return True
+            except ImportError:
+                continue
         return False
-    return hasattr(module, "create_app") and hasattr(module, "DataverseOrg")
+
+    return has("create_app", ("dataverse", "dataverse.app", "dataverse.service")) and has(
+        "DataverseOrg", ("dataverse", "dataverse.org")
+    )
 
 
 @pytest.mark.skipif(not _real_dataverse_ready(), reason="Dataverse data service not exported yet")

@@ -1,0 +1,106 @@
+"""Record plumbing shared by download, upload and verify: which fields travel, and a content hash.
+
+A record keeps the same primary key (GUID) in both organizations, so copying is a projection onto
+the fields both sides have plus an idempotent upsert. The content hash is what makes resuming and
+echo suppression cheap: a record whose hash equals the one stored after the last sync is not
+written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from crmsync_desktop.sync.connectors.types import EntityMeta, FieldMeta, FieldType, LookupValue, Record
+
+# Managed by each organization itself: never copied, never part of the content hash.
+SYSTEM_MANAGED = frozenset(
+    {
+        "versionnumber",
+        "modifiedon",
+        "createdon",
+        "modifiedby",
+        "createdby",
+        "modifiedonbehalfby",
+        "createdonbehalfby",
+        "overriddencreatedon",
+        "importsequencenumber",
+        "timezoneruleversionnumber",
+        "utcconversiontimezonecode",
+        "owningbusinessunit",
+        "owninguser",
+        "owningteam",
+        "row_version",
+        "rowversion",
+    }
+)
+_NOT_COPIED_TYPES = frozenset({FieldType.OTHER, FieldType.ROWVERSION, FieldType.BINARY})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPlan:
+    """The fields of one entity that travel between the organizations."""
+
+    entity: str
+    primary_id: str
+    fields: tuple[str, ...]  # includes the primary id
+
+    @property
+    def data_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.fields if f != self.primary_id)
+
+
+def copyable(field: FieldMeta) -> bool:
+    return field.type not in _NOT_COPIED_TYPES and field.logical_name not in SYSTEM_MANAGED
+
+
+def plan_fields(server: EntityMeta, client: EntityMeta | None, selected: Sequence[str] = ()) -> FieldPlan:
+    """Fields present and copyable on both sides (and chosen by the admin when ``selected`` is given)."""
+    client_fields = {f.logical_name for f in client.fields} if client is not None else None
+    chosen = set(selected)
+    names = [server.primary_id]
+    for f in server.fields:
+        if f.logical_name == server.primary_id or not copyable(f):
+            continue
+        if client_fields is not None and f.logical_name not in client_fields:
+            continue
+        if chosen and f.logical_name not in chosen:
+            continue
+        names.append(f.logical_name)
+    return FieldPlan(server.logical_name, server.primary_id, tuple(names))
+
+
+def project(record: Mapping[str, object], plan: FieldPlan) -> Record:
+    """The record restricted to the plan's fields (missing fields are left out, not nulled)."""
+    out: Record = {}
+    for name in plan.fields:
+        if name in record:
+            out[name] = record[name]  # type: ignore[assignment]
+    rid = out.get(plan.primary_id)
+    if isinstance(rid, str):
+        out[plan.primary_id] = rid.lower()
+    return out
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, LookupValue):
+        return ["@lookup", value.entity, value.id.lower()]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return value
+    return value
+
+
+def content_hash(record: Mapping[str, object], fields: Iterable[str]) -> str:
+    """A stable hash of the given fields' values (absent and null are the same)."""
+    items = []
+    for name in sorted(set(fields)):
+        value = record.get(name)
+        if value is None:
+            continue
+        items.append([name, _canonical(value)])
+    blob = json.dumps(items, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()

@@ -44,11 +44,20 @@ class DeletionStrategy(enum.StrEnum):
 
 
 class ConflictPolicy(enum.StrEnum):
-    """Who wins when a record changed on both sides since the last sync."""
+    """Who wins when a record changed on both sides since the last sync.
+
+    Server wins (default): the client's change is dropped and the server's version written back to
+    the client. Client wins: only the fields the client changed are sent, overwriting the server's
+    values of those fields. Client wins (full): the whole client record is sent. Newer wins: the
+    later modification decides between server wins and client wins. Manual: the transaction waits
+    in Error with both versions until the admin sets it to Pending (client wins) or archives it.
+    """
 
     SERVER_WINS = "server_wins"
     CLIENT_WINS = "client_wins"
     NEWER_WINS = "newer_wins"
+    CLIENT_WINS_FULL = "client_wins_full"
+    MANUAL = "manual"
 
 
 class TransactionStatus(enum.StrEnum):

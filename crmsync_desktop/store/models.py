@@ -204,6 +204,27 @@ class DownloadRetryModel(Base):
     updated_at: Mapped[datetime]
 
 
+class UploadBaselineModel(Base):
+    """The client's version of one record as change capture last saw it (per-field digests).
+
+    Upload compares a changed client record with this to send only the fields that changed, and
+    notices client deletions (a baseline whose record is gone). ``fields`` maps a field to a short
+    digest of its value (intersect rows keep the two ids themselves, for Disassociate).
+    """
+
+    __tablename__ = "upload_baseline"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    profile_id: Mapped[int] = mapped_column(
+        ForeignKey("connection_profile.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(String(_NAME), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(128))
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]
+
+
 class OfflineTransactionModel(_Timestamps, Base):
     """A client change on its way to the server; ``id`` is the delivery order."""
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -84,13 +87,30 @@ def project(record: Mapping[str, object], plan: FieldPlan) -> Record:
     return out
 
 
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
 def _canonical(value: object) -> object:
+    """One spelling per value, so both organizations' JSON for the same data hash alike.
+
+    Products differ in how they write the same value: ``1`` vs ``1.0`` for money, fractional
+    seconds and ``Z`` vs ``+00:00`` in timestamps, upper- vs lower-case GUIDs.
+    """
     if isinstance(value, LookupValue):
         return ["@lookup", value.entity, value.id.lower()]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int | float | Decimal):
+        number = round(float(value), 6)
+        return int(number) if number.is_integer() else number
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
 
 

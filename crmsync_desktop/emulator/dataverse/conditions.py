@@ -176,6 +176,7 @@ def _date_condition(col: str, attr: Attr, op: str, values: list[Any], ctx: Query
         raise errors.bad_request(f"The '{op}' operator is only valid for date and time columns.",
                                  errors.INVALID_ARGUMENT)
     now = ctx.now
+    until_now = now + dt.timedelta(seconds=1)  # stored times have second precision; "now" must be included
     today = _day(now)
     day = dt.timedelta(days=1)
     week_start = today - dt.timedelta(days=(today.weekday() + 1) % 7)  # weeks start on Sunday (en-US)
@@ -183,7 +184,7 @@ def _date_condition(col: str, attr: Attr, op: str, values: list[Any], ctx: Query
     year_start = today.replace(month=1, day=1)
     fixed = {
         "today": (today, today + day), "yesterday": (today - day, today), "tomorrow": (today + day, today + 2 * day),
-        "last-seven-days": (today - 7 * day, now), "next-seven-days": (now, today + 8 * day),
+        "last-seven-days": (today - 7 * day, until_now), "next-seven-days": (now, today + 8 * day),
         "this-week": (week_start, week_start + 7 * day), "last-week": (week_start - 7 * day, week_start),
         "next-week": (week_start + 7 * day, week_start + 14 * day),
         "this-month": (month_start, _add_months(month_start, 1)),
@@ -217,13 +218,13 @@ def _date_condition(col: str, attr: Attr, op: str, values: list[Any], ctx: Query
         return _range(col, attr, None, _add_months(now, -months).replace(day=min(now.day, 28)))
     if unit == "hours":
         h = dt.timedelta(hours=n)
-        return _range(col, attr, now - h, now) if op.startswith("last") else _range(col, attr, now, now + h)
+        return _range(col, attr, now - h, until_now) if op.startswith("last") else _range(col, attr, now, now + h)
     span = {"days": n * day, "weeks": 7 * n * day}
     if op.startswith("last-x-"):
         if unit in span:
-            return _range(col, attr, today - span[unit], now)
+            return _range(col, attr, today - span[unit], until_now)
         months = n if unit == "months" else 12 * n
-        return _range(col, attr, _add_months(today, -months).replace(day=min(today.day, 28)), now)
+        return _range(col, attr, _add_months(today, -months).replace(day=min(today.day, 28)), until_now)
     if unit in span:
         return _range(col, attr, now, today + day + span[unit])
     months = n if unit == "months" else 12 * n

@@ -219,9 +219,12 @@ class MetadataApi:
         for nav in expand:
             if cast is None or nav not in _ATTR_NAVS or nav not in a.meta and nav != "GlobalOptionSet":
                 raise _bad_property(cast or "AttributeMetadata", nav)
-        full = attribute_json(a, expand=expand)
+        full = attribute_json(a)
         allowed = None if cast else schema.BASE_ATTRIBUTE_PROPERTIES | {"@odata.type"}
-        return _select(full, query.get("$select"), allowed, cast or "AttributeMetadata")
+        out = dict(_select(full, query.get("$select"), allowed, cast or "AttributeMetadata"))
+        for nav in expand:
+            out[nav] = copy.deepcopy(a.meta.get(nav))
+        return out
 
     def _attributes(self, ent: Entity, cast: str | None, query: dict[str, str], *, nested: bool) -> list[dict]:
         attrs = [a for a in ent.attrs.values() if cast is None or a.atype in schema.CAST_TO_TYPES[cast]]

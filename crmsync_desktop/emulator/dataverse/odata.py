@@ -254,7 +254,8 @@ class FilterVisitor(AstToSqlAlchemyCoreVisitor):
         if a is None:
             raise no_property(target, node.attr)
         return (sa.select(alias.c[a.odata_name])
-                .where(alias.c[target.pk] == self.table.c[f"_{nav.attr}_value"]).scalar_subquery())
+                .where(alias.c[target.pk] == self.table.c[f"_{nav.attr}_value"])
+                .correlate(self.table).scalar_subquery())
 
     def visit_Call(self, node: oast.Call) -> Any:
         if node.func.namespace == ("Microsoft", "Dynamics", "CRM"):
@@ -311,9 +312,15 @@ def filter_sql(md: Metadata, ent: Entity, text: str, ctx: conditions.QueryContex
         raise no_property(ent, str(e).rsplit(":", 1)[-1].strip()) from None
     except (oexc.ODataException, NotImplementedError, TypeError, AttributeError) as e:
         raise errors.bad_request(f"The $filter '{text}' is not supported: {e}") from None
-    compiled = expr.compile(dialect=_DIALECT)
+    # Compile inside a SELECT over the table so navigation subqueries correlate with it, then keep the WHERE.
+    bare = str(sa.select(sa.literal_column("1")).select_from(ent.table).compile(dialect=_DIALECT))
+    compiled = sa.select(sa.literal_column("1")).select_from(ent.table).where(expr).compile(dialect=_DIALECT)
+    text_sql = str(compiled)
+    prefix = bare + " \nWHERE "
+    if not text_sql.startswith(prefix):  # pragma: no cover - SQLAlchemy rendering changed
+        raise errors.DataverseError(500, errors.UNEXPECTED, "Could not translate $filter.")
     params = {k: _param(v) for k, v in compiled.params.items()}
-    return str(compiled), params
+    return text_sql[len(prefix):], params
 
 
 def _param(v: Any) -> Any:

@@ -110,11 +110,21 @@ class DataverseOrg:
         return org
 
     @classmethod
-    def open(cls, path: str | Path) -> DataverseOrg:
+    def open(cls, path: str | Path, *, url: str | None = None, base_url: str | None = None) -> DataverseOrg:
+        """Open an existing org file; ``url``/``base_url`` replace the stored ones (e.g. a new port)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(path)
-        return cls(path, _connect(path))
+        conn = _connect(path)
+        if url is not None or base_url is not None:
+            row = conn.execute("SELECT value FROM _state WHERE key = 'org'").fetchone()
+            info = json.loads(row[0])
+            if url is not None:
+                info["url"] = url.rstrip("/")
+            if base_url is not None:
+                info["base_url"] = base_url.rstrip("/")
+            conn.execute("UPDATE _state SET value = ? WHERE key = 'org'", (json.dumps(info),))
+        return cls(path, conn)
 
     def close(self) -> None:
         with self.lock:

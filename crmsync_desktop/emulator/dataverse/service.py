@@ -478,7 +478,7 @@ class DataverseService:
                     seen.add(rid)
                     records.update(org, caller, ent, rid, body, refs=refs)
                     continue
-                ident = rid or json.dumps(key_values, sort_keys=True)
+                ident = json.dumps(key_values, sort_keys=True) if key_values else rid
                 if ident in seen:
                     raise errors.bad_request(f"Targets[{i}]: UpsertMultiple doesn't allow duplicate records in one "
                                              "request.", errors.INVALID_ARGUMENT)

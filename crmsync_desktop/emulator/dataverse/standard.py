@@ -216,7 +216,8 @@ def build_standard_schema() -> SchemaBuilder:
     b.attr("competitor", "strengths", "Memo", max_length=2000)
     b.attr("competitor", "weaknesses", "Memo", max_length=2000)
     b.attr("competitor", "reportedrevenue", "Money", precision=2)
-    _intersect(b, "leadcompetitors", 24, "leadcompetitorid", "lead", "competitor", "leadcompetitors_association")
+    _intersect(b, "leadcompetitors", 24, "leadcompetitorid", "lead", "competitor", "leadcompetitors_association",
+               set_name="leadcompetitorscollection")
 
     # --- activities -----------------------------------------------------------------------------
     regarding = {"account": "Account", "contact": "Contact", "lead": "Lead", "opportunity": "Opportunity"}

@@ -51,6 +51,21 @@ from crmsync_desktop.store.repos.sync_state import (
     reset_entity_state,
     upsert_record_states,
 )
+from crmsync_desktop.store.repos.upload_state import (
+    UploadBaseline,
+    commit_capture,
+    fail_transactions,
+    finish_delivery,
+    forget_upload_baselines,
+    get_upload_baselines,
+    list_upload_baseline_ids,
+    next_delivery_batch,
+    prune_processed_transactions,
+    retry_transactions,
+    set_transactions_status,
+    supersede_transactions,
+    undelivered_records,
+)
 from crmsync_desktop.store.repos.transactions import (
     count_transactions,
     enqueue_transaction,
@@ -66,6 +81,19 @@ from crmsync_desktop.store.repos.transactions import (
 )
 
 __all__ = [
+    "UploadBaseline",
+    "commit_capture",
+    "fail_transactions",
+    "finish_delivery",
+    "forget_upload_baselines",
+    "get_upload_baselines",
+    "list_upload_baseline_ids",
+    "next_delivery_batch",
+    "prune_processed_transactions",
+    "retry_transactions",
+    "set_transactions_status",
+    "supersede_transactions",
+    "undelivered_records",
     "add_download_retries",
     "clear_download_retries",
     "count_download_retries",

@@ -1,0 +1,307 @@
+"""Download: server changes of one entity to the client organization, page by page, resumable.
+
+Per page: project the records onto the fields both sides have, keep those that match the sync
+filter (checked locally when the filter allows it, otherwise re-checked on the server by id in one
+request per page), skip records whose content hash equals what was last written, upsert the rest
+in bulk, remember what was written (record state), and only then move the change cursor. A crash
+at any point re-reads at most the pages since the last cursor and writes nothing twice: records
+already written have the same hash and are skipped.
+
+A record that fails to write never falls behind the cursor: its id goes to the durable retry set
+and is fetched again by id at the end of this sync and of every later one. A lookup to a record
+the client does not have yet (a later entity, or a cycle) is left out of the first write and the
+record is rewritten whole at the end of the run, once its targets exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from crmsync_desktop.domain import DeletionStrategy
+from crmsync_desktop.errors import FullResyncRequired
+from crmsync_desktop.store import repos
+from crmsync_desktop.store.db import Database
+from crmsync_desktop.store.values import RecordState, SyncState
+from crmsync_desktop.sync.connectors.base import Connector
+from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, LookupValue, Record, TokenKind
+from crmsync_desktop.sync.filters import (
+    Condition,
+    EvaluationContext,
+    FetchFilter,
+    FilterGroup,
+    FilterType,
+    can_evaluate_locally,
+    evaluate,
+    render_filter,
+)
+from crmsync_desktop.sync.records import FieldPlan, content_hash, project
+from crmsync_desktop.sync.run_recorder import RunRecorder
+
+log = logging.getLogger(__name__)
+
+ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
+DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityPlan:
+    """Everything the downloader needs to know about one entity for this run."""
+
+    entity: str
+    fields: FieldPlan
+    sync_filter: FetchFilter
+    deletion: DeletionStrategy  # resolved: OFF, SWEEP, TRACKING or CHANGE_TRACKING
+    synced_entities: frozenset[str] = frozenset()  # lookup targets that this profile synchronizes
+    filter_fields: tuple[str, ...] = ()  # extra fields the local filter check needs
+
+    @property
+    def read_fields(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.fields.fields, *self.filter_fields)))
+
+    @property
+    def removes_records(self) -> bool:
+        return self.deletion is not DeletionStrategy.OFF
+
+
+def token_to_state(token: ChangeToken) -> tuple[str, str]:
+    return token.value, token.kind.value
+
+
+def state_to_token(state: SyncState | None) -> ChangeToken | None:
+    if state is None or not state.token:
+        return None
+    try:
+        return ChangeToken(TokenKind(state.strategy), state.token)
+    except ValueError:
+        return None
+
+
+def with_ids(f: FetchFilter, entity: str, primary_id: str, ids: Sequence[str]) -> str:
+    """``f`` narrowed to the given record ids, as FetchXML (the server re-check and by-id fetches)."""
+    condition = Condition(attribute=primary_id, operator="in", values=tuple(ids))
+    if f.is_empty or f.filter is None:
+        group = FilterGroup(FilterType.AND, (condition,))
+    else:
+        group = FilterGroup(FilterType.AND, (condition, f.filter))
+    return render_filter(replace(f, entity=entity, filter=group))
+
+
+class EntityDownloader:
+    """Downloads one entity's server changes into the client organization."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        profile: str,
+        server: Connector,
+        client: Connector,
+        recorder: RunRecorder,
+        context: EvaluationContext,
+    ) -> None:
+        self._db = db
+        self._profile = profile
+        self._server = server
+        self._client = client
+        self._rec = recorder
+        self._context = context
+
+    # -- the change feed ------------------------------------------------------------------
+
+    async def sync(self, plan: EntityPlan, *, full: bool = False) -> None:
+        """Apply the server's changes since the stored cursor (everything when ``full`` or none stored)."""
+        state = await repos.get_sync_state(self._db, self._profile, plan.entity)
+        token = None if full else state_to_token(state)
+        if token is None:
+            self._rec.info("Reading all records (full sync)", plan.entity)
+        try:
+            await self._follow(plan, token, state)
+        except FullResyncRequired:
+            self._rec.warning(
+                "The server's change token expired; reading all records again (full resync)", plan.entity
+            )
+            await self._follow(plan, None, state)
+
+    async def _follow(self, plan: EntityPlan, token: ChangeToken | None, state: SyncState | None) -> None:
+        full = token is None
+        done = 0
+        state = state or SyncState(entity=plan.entity)
+        async for page in self._server.read_changes(plan.entity, plan.read_fields, token):
+            done += len(page.upserts) + len(page.deleted_ids)
+            await self.apply_page(plan, page)
+            if page.token is not None:
+                value, kind = token_to_state(page.token)
+                now = datetime.now(UTC)
+                state = replace(state, token=value, strategy=kind, last_sync_at=now)
+                await repos.put_sync_state(self._db, self._profile, state)
+            await self._rec.flush()
+            self._rec.progress(plan.entity, "download", done)
+        now = datetime.now(UTC)
+        state = replace(state, last_sync_at=now, last_full_sync_at=now if full else state.last_full_sync_at)
+        await repos.put_sync_state(self._db, self._profile, state)
+        self._rec.progress(plan.entity, "download", done, done, force=True)
+
+    # -- one page -----------------------------------------------------------------------
+
+    async def apply_page(self, plan: EntityPlan, page: ChangePage) -> None:
+        entity = plan.entity
+        self._rec.count(entity, "read", len(page.upserts))
+        matching, leaving = await self._split_by_filter(plan, page.upserts)
+        if leaving:
+            await self._remove_left_filter(plan, leaving)
+        if matching:
+            await self._write(plan, matching, page.etags)
+        if page.deleted_ids:
+            if plan.removes_records:
+                await self._delete_on_client(plan, list(page.deleted_ids), reason="deleted on the server")
+            else:
+                self._rec.count(entity, "skipped", len(page.deleted_ids))
+
+    async def _split_by_filter(self, plan: EntityPlan, records: Sequence[Record]) -> tuple[list[Record], list[str]]:
+        """Records that match the sync filter, and the ids of those that do not (any more)."""
+        if plan.sync_filter.is_empty or not records:
+            return list(records), []
+        pid = plan.fields.primary_id
+        if can_evaluate_locally(plan.sync_filter):
+            keep = [r for r in records if evaluate(plan.sync_filter, r, self._context)]
+        else:
+            ids = [str(r[pid]).lower() for r in records]
+            matching: set[str] = set()
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start : start + ID_CHUNK]
+                xml = with_ids(plan.sync_filter, plan.entity, pid, chunk)
+                async for page_ids in self._server.read_ids(plan.entity, fetch_filter=xml):
+                    matching.update(i.lower() for i in page_ids)
+            keep = [r for r in records if str(r[pid]).lower() in matching]
+        kept = {str(r[pid]).lower() for r in keep}
+        return keep, [str(r[pid]).lower() for r in records if str(r[pid]).lower() not in kept]
+
+    async def _remove_left_filter(self, plan: EntityPlan, ids: list[str]) -> None:
+        held = await repos.get_record_states(self._db, self._profile, plan.entity, ids)
+        held_ids = [i for i in ids if i in held]
+        self._rec.count(plan.entity, "skipped", len(ids) - len(held_ids))
+        if not held_ids:
+            return
+        if plan.removes_records:
+            await self._delete_on_client(plan, held_ids, reason="no longer match the sync filter")
+        else:
+            self._rec.count(plan.entity, "skipped", len(held_ids))
+
+    async def _delete_on_client(self, plan: EntityPlan, ids: list[str], *, reason: str) -> None:
+        results = await self._client.delete_many(plan.entity, ids)
+        ok = [r.id for r in results if r.ok]
+        failed = [r for r in results if not r.ok]
+        await repos.delete_record_states(self._db, self._profile, plan.entity, ok)
+        self._rec.count(plan.entity, "deleted", len(ok))
+        if ok:
+            self._rec.info(f"Removed {len(ok)} record(s) from the client: {reason}", plan.entity)
+        for r in failed:
+            self._rec.count(plan.entity, "failed")
+            self._rec.error(f"Could not remove {r.id} from the client: {r.error}", plan.entity)
+
+    async def _write(self, plan: EntityPlan, records: list[Record], etags: Mapping[str, str]) -> None:
+        entity, pid = plan.entity, plan.fields.primary_id
+        projected = [project(r, plan.fields) for r in records]
+        projected, deferred = await self._defer_missing_lookups(plan, projected)
+        ids = [str(r[pid]) for r in projected]
+        held = await repos.get_record_states(self._db, self._profile, entity, ids)
+        hashes = {str(r[pid]): content_hash(r, plan.fields.fields) for r in projected}
+        changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]]
+        self._rec.count(entity, "unchanged", len(projected) - len(changed))
+        if not changed:
+            return
+        results = await self._client.upsert_many(entity, changed)
+        now = datetime.now(UTC)
+        states: list[RecordState] = []
+        failures: dict[str, str] = {}
+        succeeded: list[str] = []
+        for result in results:
+            rid = result.id.lower()
+            if result.ok:
+                succeeded.append(rid)
+                states.append(
+                    RecordState(
+                        record_id=rid,
+                        last_synced_at=now,
+                        server_row_version=etags.get(rid),
+                        content_hash=hashes.get(rid),
+                    )
+                )
+                self._rec.count(entity, "updated" if rid in held else "created")
+            else:
+                failures[rid] = result.error or "rejected by the client organization"
+                self._rec.count(entity, "failed")
+        await repos.upsert_record_states(self._db, self._profile, entity, states)
+        retry = {rid: DEFERRED_LOOKUP for rid in deferred if rid in succeeded}
+        retry.update(failures)
+        if retry:
+            await repos.add_download_retries(self._db, self._profile, entity, retry)
+        for rid, error in failures.items():
+            self._rec.error(f"Record {rid} was not written to the client: {error} (it will be retried)", entity)
+
+    async def _defer_missing_lookups(self, plan: EntityPlan, records: list[Record]) -> tuple[list[Record], set[str]]:
+        """Leave out lookups whose target the client cannot have yet; return the ids to rewrite later."""
+        wanted: dict[str, set[str]] = {}
+        for record in records:
+            for name, value in record.items():
+                if isinstance(value, LookupValue) and value.entity in plan.synced_entities:
+                    wanted.setdefault(value.entity, set()).add(value.id.lower())
+        if not wanted:
+            return records, set()
+        present: dict[str, set[str]] = {}
+        for target, ids in wanted.items():
+            found = await repos.get_record_states(self._db, self._profile, target, sorted(ids))
+            present[target] = set(found)
+        pid = plan.fields.primary_id
+        out: list[Record] = []
+        deferred: set[str] = set()
+        for record in records:
+            rid = str(record[pid])
+            kept = dict(record)
+            for name, value in record.items():
+                if (
+                    isinstance(value, LookupValue)
+                    and value.entity in plan.synced_entities
+                    and value.id.lower() != rid
+                    and value.id.lower() not in present[value.entity]
+                ):
+                    del kept[name]
+                    deferred.add(rid)
+            out.append(kept)
+        return out, deferred
+
+    # -- retries --------------------------------------------------------------------------
+
+    async def retry_pending(self, plan: EntityPlan) -> int:
+        """Fetch the retry set's records by id and write them again; returns how many still wait.
+
+        A record written without a missing lookup was stored with the hash of what was written, so
+        its whole version differs and is written now; one whose target still does not exist is
+        written the same way again, hashes equal, and leaves the set.
+        """
+        waiting = await repos.list_download_retries(self._db, self._profile, plan.entity)
+        if not waiting:
+            return 0
+        ids = sorted(waiting)
+        self._rec.info(f"Retrying {len(ids)} record(s) by id", plan.entity)
+        pid = plan.fields.primary_id
+        seen: set[str] = set()
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            xml = with_ids(FetchFilter(entity=plan.entity), plan.entity, pid, chunk)
+            await repos.clear_download_retries(self._db, self._profile, plan.entity, chunk)
+            async for page in self._server.read_pages(plan.entity, plan.read_fields, fetch_filter=xml):
+                seen.update(str(r[pid]).lower() for r in page.records)
+                await self.apply_page(plan, ChangePage(upserts=page.records, etags=page.etags))
+        gone = [i for i in ids if i not in seen]
+        if gone:
+            self._rec.info(f"{len(gone)} record(s) waiting for a retry were deleted on the server", plan.entity)
+        remaining = await repos.list_download_retries(self._db, self._profile, plan.entity)
+        return len(remaining)
+
+
+_NO_STATE = RecordState(record_id="", last_synced_at=datetime.min.replace(tzinfo=UTC))
+

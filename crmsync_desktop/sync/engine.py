@@ -1,0 +1,417 @@
+"""The engine facade: the one object the console, the tray and the CLI call.
+
+It owns one run per profile at a time (a second request while one runs waits for the lock rather
+than running twice), turns entity configuration and replicated metadata into per-entity plans,
+drives metadata sync, download, deletions and verify, records every run with its counts and log
+lines, and publishes plain events. It never imports Qt and never knows which product is behind a
+connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, AsyncIterator, Protocol, TypeVar
+
+from crmsync_desktop.domain import (
+    ConnectionProfile,
+    ConnectionState,
+    DeletionStrategy,
+    EntityConfig,
+    RunStatus,
+    RunTrigger,
+)
+from crmsync_desktop.errors import (
+    AuthRequiredError,
+    CrmSyncError,
+    FilterError,
+    NetworkError,
+    ThrottledError,
+)
+from crmsync_desktop.store import repos
+from crmsync_desktop.store.db import Database
+from crmsync_desktop.sync import metadata_sync
+from crmsync_desktop.sync.connectors.base import Connector
+from crmsync_desktop.sync.connectors.types import EntityMeta
+from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, sweep
+from crmsync_desktop.sync.download import EntityDownloader, EntityPlan
+from crmsync_desktop.sync.events import EngineState, EventBus, StateChanged
+from crmsync_desktop.sync.filters import (
+    EvaluationContext,
+    FetchFilter,
+    can_evaluate_locally,
+    parse_filter,
+    render_filter,
+    validate_filter,
+)
+from crmsync_desktop.sync.records import plan_fields
+from crmsync_desktop.sync.run_recorder import RunRecorder
+from crmsync_desktop.sync.verify import VerifyReport, verify
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class OrganizationPair:
+    """The two signed-in connectors of a profile."""
+
+    server: Connector
+    client: Connector
+
+    async def aclose(self) -> None:
+        await asyncio.gather(self.server.aclose(), self.client.aclose(), return_exceptions=True)
+
+
+class ConnectorFactory(Protocol):
+    """Builds the signed-in connectors of a profile (the composition root knows keyring and MSAL)."""
+
+    async def open(self, profile: ConnectionProfile) -> OrganizationPair: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: int
+    status: RunStatus
+    summary: str
+    counts: dict[str, dict[str, int]]
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityStatus:
+    """One row of the entity grid: configuration plus what the last syncs did."""
+
+    config: EntityConfig
+    display_name: str
+    change_detection: str  # "change tracking" or "watermark"
+    resolved_deletion: DeletionStrategy
+    last_sync_at: datetime | None
+    records_held: int
+    waiting_retries: int
+
+
+def resolve_deletion(config: EntityConfig, *, change_tracking: bool, tracking_available: bool) -> DeletionStrategy:
+    """What removes deleted/reassigned records for one entity (shown to the admin as chosen).
+
+    Sync Deletion off: nothing is removed (fastest). On: the admin's explicit strategy, or, when
+    left on "off", the cheapest available: the table's own change tracking, Resco's tracking
+    records, then the id sweep.
+    """
+    if not config.sync_deletion:
+        return DeletionStrategy.OFF
+    if config.deletion_strategy is not DeletionStrategy.OFF:
+        return config.deletion_strategy
+    if change_tracking:
+        return DeletionStrategy.CHANGE_TRACKING
+    if tracking_available:
+        return DeletionStrategy.TRACKING
+    return DeletionStrategy.SWEEP
+
+
+class SyncEngine:
+    """Connect, Update Server, Sync All, incremental sync, Verify, entity configuration and runs."""
+
+    def __init__(self, db: Database, connectors: ConnectorFactory, bus: EventBus | None = None) -> None:
+        self._db = db
+        self._connectors = connectors
+        self.bus = bus or EventBus()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _lock(self, profile: str) -> asyncio.Lock:
+        return self._locks.setdefault(profile, asyncio.Lock())
+
+    def is_running(self, profile: str) -> bool:
+        return self._lock(profile).locked()
+
+    @asynccontextmanager
+    async def _session(self, profile_name: str) -> AsyncIterator[tuple[ConnectionProfile, OrganizationPair]]:
+        profile = await repos.get_profile(self._db, profile_name)
+        pair = await self._connectors.open(profile)
+        try:
+            yield profile, pair
+        finally:
+            await pair.aclose()
+
+    async def _run(
+        self,
+        profile: str,
+        kind: str,
+        trigger: RunTrigger,
+        body: Callable[[RunRecorder, ConnectionProfile, OrganizationPair], Awaitable[T]],
+    ) -> tuple[RunResult, T | None]:
+        async with self._lock(profile):
+            recorder = await RunRecorder(self._db, self.bus, profile, kind).start(trigger)
+            self.bus.publish(StateChanged(profile, EngineState.SYNCING, kind))
+            value: T | None = None
+            try:
+                async with self._session(profile) as (p, pair):
+                    value = await body(recorder, p, pair)
+            except asyncio.CancelledError:
+                recorder.warning("Cancelled")
+                await asyncio.shield(recorder.finish(RunStatus.CANCELLED, "cancelled"))
+                self.bus.publish(StateChanged(profile, EngineState.IDLE, "cancelled"))
+                raise
+            except CrmSyncError as exc:
+                recorder.error(f"{exc.title}: {exc.message}")
+                await recorder.finish(RunStatus.FAILED, exc.message)
+                self.bus.publish(StateChanged(profile, _state_for(exc), exc.message, _throttled_until(exc)))
+                result = RunResult(recorder.run_id, RunStatus.FAILED, recorder.summary(),
+                                   _plain(recorder), exc.message)
+                return result, None
+            except Exception as exc:
+                log.exception("Unexpected error during %s of %s", kind, profile)
+                recorder.error(f"Unexpected error: {type(exc).__name__}: {exc}")
+                await recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                self.bus.publish(StateChanged(profile, EngineState.ERROR, str(exc)))
+                raise
+            status = RunStatus.SUCCEEDED if recorder.errors == 0 else RunStatus.FAILED
+            error = None if status is RunStatus.SUCCEEDED else f"{recorder.errors} error(s); see the run log"
+            await recorder.finish(status, error)
+            self.bus.publish(StateChanged(profile, EngineState.IDLE if error is None else EngineState.ERROR,
+                                          error or ""))
+            return RunResult(recorder.run_id, status, recorder.summary(), _plain(recorder), error), value
+
+    # -- metadata -----------------------------------------------------------------------
+
+    async def connect(self, profile: str, entities: Sequence[str] | None = None) -> tuple[RunResult, Any]:
+        """Create (or extend) the client organization with the server's entities, fields, relationships."""
+
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> Any:
+            rec.info("Reading the server's metadata")
+            server = await metadata_sync.read_schema(pair.server, entities)
+            client = await metadata_sync.read_schema(pair.client, None)
+            plan = metadata_sync.plan_connect(server, client)
+            report = await metadata_sync.apply_plan(
+                plan, pair.client, lambda what, done, total: rec.progress(what, "schema", done, total)
+            )
+            for line in report.lines():
+                rec.info(line)
+            for problem in report.problems():
+                rec.error(problem)
+            await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
+            await self._ensure_entity_configs(p.name, [e.logical_name for e in server.entities])
+            await repos.save_profile(self._db, _with_state(p, ConnectionState.CONNECTED))
+            return report
+
+        result, report = await self._run(profile, "connect", RunTrigger.CONNECT, body)
+        return result, report
+
+    async def update_server(self, profile: str) -> tuple[RunResult, Any]:
+        """Copy the server's metadata changes since the last Connect/Update to the client (never back)."""
+
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> Any:
+            snapshot = metadata_sync.snapshot_to_schema(await repos.load_metadata_snapshot(self._db, p.name))
+            names = [e.logical_name for e in snapshot.entities]
+            server = await metadata_sync.read_schema(pair.server, names)
+            client = await metadata_sync.read_schema(pair.client, None)
+            plan = metadata_sync.plan_update(snapshot, server, client)
+            report = await metadata_sync.apply_plan(
+                plan, pair.client, lambda what, done, total: rec.progress(what, "schema", done, total)
+            )
+            for line in report.lines():
+                rec.info(line)
+            for problem in report.problems():
+                rec.error(problem)
+            await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
+            return report
+
+        return await self._run(profile, "update_server", RunTrigger.UPDATE_SERVER, body)
+
+    async def _ensure_entity_configs(self, profile: str, names: Sequence[str]) -> None:
+        existing = {c.logical_name for c in await repos.list_entity_configs(self._db, profile)}
+        new = [EntityConfig(logical_name=n, enabled=False) for n in names if n not in existing]
+        if new:
+            await repos.save_entity_configs(self._db, profile, new)
+
+    # -- entity configuration -------------------------------------------------------------
+
+    async def save_entity_configs(self, profile: str, configs: Sequence[EntityConfig]) -> list[str]:
+        """Validate filters against the server's metadata, store, and schedule a full sync where needed.
+
+        Returns the entities that will be fully synchronized next time (newly enabled, fields or
+        sync filter changed). Raises FilterError listing every problem; nothing is saved then.
+        """
+        snapshot = await repos.load_metadata_snapshot(self._db, profile)
+        schema = metadata_sync.snapshot_to_schema(snapshot)
+        meta = metadata_sync.filter_metadata(schema)
+        problems: list[str] = []
+        for cfg in configs:
+            for label, xml in (("sync filter", cfg.sync_filter), ("upload filter", cfg.upload_filter)):
+                if not xml.strip():
+                    continue
+                try:
+                    parsed = parse_filter(xml, entity=cfg.logical_name)
+                    for problem in validate_filter(parsed, meta):
+                        problems.append(f"{cfg.logical_name} {label}: {problem}")
+                except FilterError as exc:
+                    problems.append(f"{cfg.logical_name} {label}: {exc.message}")
+        if problems:
+            raise FilterError("The filters have problems; nothing was saved:\n" + "\n".join(problems))
+        before = {c.logical_name: c for c in await repos.list_entity_configs(self._db, profile)}
+        resync = []
+        for cfg in configs:
+            old = before.get(cfg.logical_name)
+            if cfg.enabled and (
+                old is None or not old.enabled or old.sync_filter != cfg.sync_filter or old.fields != cfg.fields
+            ):
+                resync.append(cfg.logical_name)
+        await repos.save_entity_configs(self._db, profile, list(configs))
+        for name in resync:
+            await repos.reset_entity_state(self._db, profile, name)
+        return resync
+
+    async def entity_statuses(self, profile: str) -> list[EntityStatus]:
+        configs = await repos.list_entity_configs(self._db, profile)
+        schema = metadata_sync.snapshot_to_schema(await repos.load_metadata_snapshot(self._db, profile))
+        by_name = {e.logical_name: e for e in schema.entities}
+        states = {s.entity: s for s in await repos.list_sync_states(self._db, profile)}
+        held = await repos.count_record_states(self._db, profile)
+        retries = await repos.count_download_retries(self._db, profile)
+        tracking = TRACKING_ENTITY in by_name
+        out = []
+        for cfg in configs:
+            meta = by_name.get(cfg.logical_name)
+            ct = bool(meta and meta.change_tracking)
+            state = states.get(cfg.logical_name)
+            out.append(
+                EntityStatus(
+                    config=cfg,
+                    display_name=(meta.label if meta else "") or cfg.logical_name,
+                    change_detection="change tracking" if ct else "watermark",
+                    resolved_deletion=resolve_deletion(cfg, change_tracking=ct, tracking_available=tracking),
+                    last_sync_at=state.last_sync_at if state else None,
+                    records_held=held.get(cfg.logical_name, 0),
+                    waiting_retries=retries.get(cfg.logical_name, 0),
+                )
+            )
+        return out
+
+    # -- data ---------------------------------------------------------------------------
+
+    async def _plans(
+        self, profile: str, pair: OrganizationPair, entities: Sequence[str] | None
+    ) -> tuple[list[EntityPlan], EvaluationContext, dict[str, EntityMeta]]:
+        configs = [c for c in await repos.list_entity_configs(self._db, profile) if c.enabled]
+        if entities:
+            wanted = set(entities)
+            unknown = wanted - {c.logical_name for c in configs}
+            if unknown:
+                raise FilterError(
+                    f"Not enabled for synchronization: {', '.join(sorted(unknown))}. Enable them first."
+                )
+            configs = [c for c in configs if c.logical_name in wanted]
+        schema = metadata_sync.snapshot_to_schema(await repos.load_metadata_snapshot(self._db, profile))
+        server_meta = {e.logical_name: e for e in schema.entities}
+        tracking = TRACKING_ENTITY in server_meta
+        who = await pair.server.whoami()
+        context = EvaluationContext(who.user_id, who.business_unit_id, datetime.now(UTC))
+        enabled = frozenset(c.logical_name for c in configs)
+        plans: list[EntityPlan] = []
+        order = metadata_sync.sync_order(schema, [c.logical_name for c in configs])
+        by_name = {c.logical_name: c for c in configs}
+        for name in order:
+            cfg = by_name[name]
+            meta = server_meta.get(name)
+            if meta is None:
+                raise FilterError(f"{name} is not in the replicated metadata. Run Update Server first.")
+            client_meta = await pair.client.get_entity(name)
+            sync_filter = parse_filter(cfg.sync_filter, entity=name) if cfg.sync_filter.strip() else FetchFilter()
+            filter_fields: tuple[str, ...] = ()
+            if not sync_filter.is_empty and can_evaluate_locally(sync_filter) and sync_filter.filter is not None:
+                filter_fields = tuple(
+                    c.attribute for c in sync_filter.filter.walk_conditions() if meta.field(c.attribute) is not None
+                )
+            plans.append(
+                EntityPlan(
+                    entity=name,
+                    fields=plan_fields(meta, client_meta, cfg.fields),
+                    sync_filter=sync_filter,
+                    deletion=resolve_deletion(cfg, change_tracking=meta.change_tracking, tracking_available=tracking),
+                    synced_entities=enabled,
+                    filter_fields=filter_fields,
+                )
+            )
+        return plans, context, server_meta
+
+    async def sync(
+        self,
+        profile: str,
+        *,
+        full: bool = False,
+        entities: Sequence[str] | None = None,
+        trigger: RunTrigger = RunTrigger.MANUAL,
+    ) -> RunResult:
+        """Download server changes (everything when ``full``) for the enabled entities."""
+
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> None:
+            plans, context, _ = await self._plans(p.name, pair, entities)
+            downloader = EntityDownloader(
+                db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context
+            )
+            for plan in plans:
+                await downloader.sync(plan, full=full)
+                if plan.deletion is DeletionStrategy.SWEEP:
+                    await sweep(self._db, p.name, pair.server, pair.client, plan, rec,
+                                render_filter(_entity_filter(plan)))
+            if any(plan.deletion is DeletionStrategy.TRACKING for plan in plans):
+                await apply_tracking(self._db, p.name, pair.server, pair.client,
+                                     {plan.entity: plan for plan in plans}, downloader, rec)
+            for plan in plans:  # failed and deferred records, now that every entity has been written
+                waiting = await downloader.retry_pending(plan)
+                if waiting:
+                    rec.warning(f"{waiting} record(s) still wait for a retry", plan.entity)
+            await rec.flush()
+
+        kind = "sync_all" if full else "incremental"
+        result, _ = await self._run(profile, kind, trigger, body)
+        return result
+
+    async def verify(self, profile: str, entities: Sequence[str] | None = None) -> tuple[RunResult, VerifyReport | None]:
+        """Compare both organizations for the enabled entities under their sync filters."""
+
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> VerifyReport:
+            plans, _, _ = await self._plans(p.name, pair, entities)
+            return await verify(self._db, p.name, pair.server, pair.client,
+                                [(plan, render_filter(_entity_filter(plan))) for plan in plans], rec)
+
+        return await self._run(profile, "verify", RunTrigger.MANUAL, body)
+
+
+def _entity_filter(plan: EntityPlan) -> FetchFilter:
+    f = plan.sync_filter
+    return f if not f.is_empty else FetchFilter(entity=plan.entity)
+
+
+def _with_state(profile: ConnectionProfile, state: ConnectionState) -> ConnectionProfile:
+    from dataclasses import replace
+
+    return replace(profile, state=state)
+
+
+def _plain(rec: RunRecorder) -> dict[str, dict[str, int]]:
+    return {k: dict(v) for k, v in rec.counts_snapshot().items()}
+
+
+def _state_for(exc: CrmSyncError) -> EngineState:
+    if isinstance(exc, ThrottledError):
+        return EngineState.THROTTLED
+    if isinstance(exc, NetworkError):
+        return EngineState.OFFLINE
+    if isinstance(exc, AuthRequiredError):
+        return EngineState.SIGN_IN_NEEDED
+    return EngineState.ERROR
+
+
+def _throttled_until(exc: CrmSyncError) -> datetime | None:
+    if isinstance(exc, ThrottledError):
+        from datetime import timedelta
+
+        return datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+    return None

@@ -1,0 +1,153 @@
+"""Builds the signed-in connectors of a connection profile: the only place that knows which product is where.
+
+The server is Dataverse (MSAL sign-in; the secret from the keyring; the authority from the tenant
+or discovered from the organization's own 401 challenge) or, experimentally, another Resco Cloud
+organization; the client is always Resco Cloud (user and password from the keyring). The engine
+receives two ``Connector`` values and never learns which is which product.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
+from crmsync_desktop.auth.msal_provider import (
+    ClientSecretLogin,
+    DeviceCodeLogin,
+    DeviceCodePrompt,
+    InteractiveLogin,
+    Login,
+    MsalTokenProvider,
+)
+from crmsync_desktop.auth.token_cache import open_token_cache
+from crmsync_desktop.domain import AuthKind, ConnectionProfile, ServerKind
+from crmsync_desktop.errors import ConfigError, InvalidUrlError
+from crmsync_desktop.sync.connectors.base import Connector
+from crmsync_desktop.sync.connectors.dataverse.auth import discover_authority, normalize_org_url
+from crmsync_desktop.sync.connectors.dataverse.client import DataverseConnector, DataverseSettings
+from crmsync_desktop.sync.connectors.resco.client import RescoConnector, RescoSettings
+from crmsync_desktop.sync.engine import OrganizationPair
+
+PUBLIC_AUTH = (AuthKind.DEVICE_CODE, AuthKind.INTERACTIVE)
+
+
+def parse_resco_url(url: str) -> tuple[str, str]:
+    """``(server base URL, organization)`` from a Resco Cloud organization URL.
+
+    Accepts the path style ``https://rescocrm.com/contoso`` and the domain style
+    ``https://contoso.rescocrm.com``; anything else is refused with an example.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidUrlError(
+            f"{url!r} is not a Resco Cloud organization URL. Use e.g. https://contoso.rescocrm.com "
+            "or https://rescocrm.com/contoso."
+        )
+    base = f"{parts.scheme}://{parts.netloc}"
+    segments = [s for s in parts.path.split("/") if s]
+    if segments:
+        return base, segments[0]
+    labels = parts.hostname.split(".")
+    if len(labels) >= 3:
+        return base, labels[0]
+    raise InvalidUrlError(
+        f"{url!r} does not name an organization. Add it as a path (https://rescocrm.com/contoso) "
+        "or use your organization's own address (https://contoso.rescocrm.com)."
+    )
+
+
+class ProfileConnectorFactory:
+    """Opens both organizations of a profile with the secrets stored in the OS keyring.
+
+    Args:
+        credentials: the keyring.
+        token_cache_path: encrypted MSAL cache (needed only by device-code and browser sign-in).
+        ca_bundle: a PEM file of an extra CA to trust (the emulated organizations); None for the system store.
+        on_device_code: shows the device code to the user (console dialog, CLI prompt).
+    """
+
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        *,
+        token_cache_path: Path | None = None,
+        ca_bundle: str | None = None,
+        on_device_code: Callable[[DeviceCodePrompt], None] | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._token_cache_path = token_cache_path
+        self._ca_bundle = ca_bundle
+        self._on_device_code = on_device_code
+        self._providers: dict[tuple[str, str], MsalTokenProvider] = {}
+
+    async def open(self, profile: ConnectionProfile) -> OrganizationPair:
+        client = await self._resco(profile.client_url, profile.client_user, profile.name, SecretKind.CLIENT_PASSWORD)
+        try:
+            if profile.server_kind is ServerKind.RESCO:
+                server = await self._resco(
+                    profile.server_url, profile.server_user, profile.name, SecretKind.SERVER_PASSWORD
+                )
+            else:
+                server = await self._dataverse(profile)
+        except BaseException:
+            await client.aclose()
+            raise
+        return OrganizationPair(server=server, client=client)
+
+    def _verify(self) -> bool | ssl.SSLContext:
+        return ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
+
+    async def _resco(self, url: str, user: str, profile: str, kind: SecretKind) -> Connector:
+        if not url or not user:
+            raise ConfigError(f"Profile '{profile}' has no Resco Cloud URL or user. Open Connection and enter them.")
+        base, org = parse_resco_url(url)
+        password = await self._credentials.aget_secret(profile, kind)
+        return RescoConnector(RescoSettings(base_url=base, organization=org, user=user, ca_bundle=self._ca_bundle),
+                              password)
+
+    async def _dataverse(self, profile: ConnectionProfile) -> Connector:
+        org_url = normalize_org_url(profile.server_url)
+        provider = await self.token_provider(profile)
+        return DataverseConnector(DataverseSettings(org_url=org_url, ca_bundle=self._ca_bundle), provider)
+
+    async def token_provider(self, profile: ConnectionProfile) -> MsalTokenProvider:
+        """The profile's MSAL provider (kept for the app's lifetime so its memory cache is reused)."""
+        key = (profile.name, profile.server_url)
+        if key in self._providers:
+            return self._providers[key]
+        if profile.tenant_id:
+            authority = f"https://login.microsoftonline.com/{profile.tenant_id}"
+        else:
+            authority = await discover_authority(profile.server_url, verify=self._verify())
+        login = await self._login(profile)
+        cache = None
+        if profile.server_auth_kind in PUBLIC_AUTH and self._token_cache_path is not None:
+            cache = open_token_cache(self._token_cache_path)
+        provider = MsalTokenProvider(login, authority, token_cache=cache, verify=self._verify())
+        self._providers[key] = provider
+        return provider
+
+    async def _login(self, profile: ConnectionProfile) -> Login:
+        if not profile.client_id:
+            raise ConfigError(
+                f"Profile '{profile.name}' has no application (client) id. Enter the app registration's id."
+            )
+        kind = profile.server_auth_kind
+        if kind is AuthKind.CLIENT_SECRET:
+            secret = await self._credentials.aget_secret(profile.name, SecretKind.SERVER_CLIENT_SECRET)
+            return ClientSecretLogin(profile.client_id, secret)
+        if kind is AuthKind.DEVICE_CODE:
+            return DeviceCodeLogin(profile.client_id, self._on_device_code or _no_prompt)
+        if kind is AuthKind.INTERACTIVE:
+            return InteractiveLogin(profile.client_id, login_hint=profile.server_user or None)
+        raise ConfigError(
+            f"Sign-in with {kind.value.replace('_', ' ')} is not available for Dynamics 365 in this version. "
+            "Use a client secret, a device code or the browser."
+        )
+
+
+def _no_prompt(prompt: DeviceCodePrompt) -> None:
+    raise ConfigError(f"Device-code sign-in needs a window to show the code: {prompt.message}")

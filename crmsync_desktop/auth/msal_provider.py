@@ -121,25 +121,47 @@ Login = ClientSecretLogin | CertificateLogin | DeviceCodeLogin | InteractiveLogi
 
 
 class MsalHttpClient:
-    """MSAL's ``http_client`` duck type over ``httpx.Client`` (maps a str body to ``content=``)."""
+    """MSAL's ``http_client`` duck type over ``httpx.Client`` (maps a str body to ``content=``).
 
-    def __init__(self, client: httpx.Client) -> None:
+    Two MSAL habits are corrected here (seen against a non-Microsoft authority, docs/emulator.md
+    "Sign-in"): MSAL passes the certificate ``client_assertion`` as ``bytes`` in the form dict
+    (httpx would send the text ``b'eyJ…'``), so bytes values are decoded; and for username/password
+    sign-in MSAL asks ``https://{host}/common/userrealm/…`` without the authority's port, so the
+    port of an authority on a non-443 port is put back.
+    """
+
+    def __init__(self, client: httpx.Client, authority: str | None = None) -> None:
         self._client = client
+        self._origin: httpx.URL | None = None
+        if authority:
+            url = httpx.URL(authority)
+            if url.port not in (None, 443):
+                self._origin = url
+
+    def _url(self, url: str) -> str:
+        if self._origin is None:
+            return url
+        target = httpx.URL(url)
+        if target.scheme == "https" and target.host == self._origin.host and target.port is None:
+            return str(target.copy_with(port=self._origin.port))
+        return url
 
     @staticmethod
     def _kw(kw: dict[str, Any]) -> dict[str, Any]:
         return {"timeout": kw["timeout"]} if kw.get("timeout") is not None else {}
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kw: Any) -> httpx.Response:
-        return self._client.get(url, params=params, headers=_clean(headers), **self._kw(kw))
+        return self._client.get(self._url(url), params=params, headers=_clean(headers), **self._kw(kw))
 
     def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None, **kw: Any) -> httpx.Response:
         body: dict[str, Any] = {}
         if isinstance(data, (str, bytes)):
             body["content"] = data
+        elif isinstance(data, Mapping):
+            body["data"] = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in data.items()}
         elif data is not None:
             body["data"] = data
-        return self._client.post(url, params=params, headers=_clean(headers), **body, **self._kw(kw))
+        return self._client.post(self._url(url), params=params, headers=_clean(headers), **body, **self._kw(kw))
 
     def close(self) -> None:
         self._client.close()
@@ -174,7 +196,9 @@ class MsalTokenProvider:
         self._login = login
         self._authority = authority.rstrip("/")
         self._cache = token_cache if token_cache is not None else msal.SerializableTokenCache()
-        self._http = MsalHttpClient(httpx.Client(verify=verify, transport=http_transport, timeout=timeout_s))
+        self._http = MsalHttpClient(
+            httpx.Client(verify=verify, transport=http_transport, timeout=timeout_s), self._authority
+        )
         self._app: msal.ClientApplication | None = None
         self._app_lock = threading.Lock()
         self._memo: dict[tuple[str, ...], tuple[str, float]] = {}

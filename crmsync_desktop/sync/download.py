@@ -37,7 +37,7 @@ from crmsync_desktop.sync.filters import (
     evaluate,
     render_filter,
 )
-from crmsync_desktop.sync.records import FieldPlan, content_hash, project
+from crmsync_desktop.sync.records import FieldPlan, content_hash, evaluable, project
 from crmsync_desktop.sync.run_recorder import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class EntityDownloader:
             return list(records), []
         pid = plan.fields.primary_id
         if can_evaluate_locally(plan.sync_filter):
-            keep = [r for r in records if evaluate(plan.sync_filter, r, self._context)]
+            keep = [r for r in records if evaluate(plan.sync_filter, evaluable(r), self._context)]
         else:
             ids = [str(r[pid]).lower() for r in records]
             matching: set[str] = set()

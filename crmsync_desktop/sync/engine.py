@@ -40,6 +40,7 @@ from crmsync_desktop.sync.connectors.types import EntityMeta
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, sweep
 from crmsync_desktop.sync.download import EntityDownloader, EntityPlan
 from crmsync_desktop.sync.events import EngineState, EventBus, StateChanged
+from crmsync_desktop.sync.metadata.schema import ALWAYS_SYNCED
 from crmsync_desktop.sync.filters import (
     EvaluationContext,
     FetchFilter,
@@ -219,14 +220,16 @@ class SyncEngine:
                 rec.info(line)
             for problem in report.problems():
                 rec.error(problem)
-            await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
+            if report.ok:  # a partial apply keeps the old snapshot, so the next Update Server re-plans it
+                await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
             return report
 
         return await self._run(profile, "update_server", RunTrigger.UPDATE_SERVER, body)
 
     async def _ensure_entity_configs(self, profile: str, names: Sequence[str]) -> None:
+        """A configuration row per server entity; users, teams and business units start enabled so owners resolve."""
         existing = {c.logical_name for c in await repos.list_entity_configs(self._db, profile)}
-        new = [EntityConfig(logical_name=n, enabled=False) for n in names if n not in existing]
+        new = [EntityConfig(logical_name=n, enabled=n in ALWAYS_SYNCED) for n in names if n not in existing]
         if new:
             await repos.save_entity_configs(self._db, profile, new)
 
@@ -317,7 +320,9 @@ class SyncEngine:
         order = metadata_sync.sync_order(schema, [c.logical_name for c in configs])
         by_name = {c.logical_name: c for c in configs}
         for name in order:
-            cfg = by_name[name]
+            cfg = by_name.get(name)
+            if cfg is None:  # a security entity the admin did not enable: owners stay as they are
+                continue
             meta = server_meta.get(name)
             if meta is None:
                 raise FilterError(f"{name} is not in the replicated metadata. Run Update Server first.")

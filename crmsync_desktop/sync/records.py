@@ -124,3 +124,8 @@ def content_hash(record: Mapping[str, object], fields: Iterable[str]) -> str:
         items.append([name, _canonical(value)])
     blob = json.dumps(items, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def evaluable(record: Mapping[str, object]) -> dict[str, object]:
+    """The record as the local filter evaluator reads it: a lookup compares by its record id."""
+    return {k: (v.id if isinstance(v, LookupValue) else v) for k, v in record.items()}

@@ -363,15 +363,15 @@ class Scheduler:
 
     def _debounce(self, *, retry_backoff: bool) -> None:
         """Hold scheduled runs for the grace delay, then evaluate once (restarted by a new trigger)."""
-        self._hold_until = self._clock.now() + self.policy.grace
+        self._hold_until = until = self._clock.now() + self.policy.grace
         if self._wake is not None and not self._wake.done():
             retry_backoff = retry_backoff or self._wake_retries_backoff
             self._wake.cancel()
         self._wake_retries_backoff = retry_backoff
-        self._wake = asyncio.get_running_loop().create_task(self._after_grace(retry_backoff))
+        self._wake = asyncio.get_running_loop().create_task(self._after_grace(until, retry_backoff))
 
-    async def _after_grace(self, retry_backoff: bool) -> None:
-        await self._clock.sleep(self.policy.grace.total_seconds())
+    async def _after_grace(self, until: datetime, retry_backoff: bool) -> None:
+        await self._clock.sleep(max(0.0, (until - self._clock.now()).total_seconds()))
         self._wake = None
         self._hold_until = None
         try:
@@ -412,6 +412,7 @@ class Scheduler:
             return None
         job = asyncio.get_running_loop().create_task(self._job(profile, trigger), name=f"sync:{profile}")
         self._jobs[profile] = job
+        job.add_done_callback(lambda done: self._jobs.pop(profile) if self._jobs.get(profile) is done else None)
         previous = self._statuses.get(profile)
         self._publish(
             replace(previous, kind=ScheduleKind.RUNNING, next_run_at=None)
@@ -437,11 +438,8 @@ class Scheduler:
             raise
         except Exception:
             log.exception("Could not record the %s sync of %s", trigger, profile)
-        finally:
-            if self._jobs.get(profile) is asyncio.current_task():
-                del self._jobs[profile]
         try:
-            await self._publish_from_store(profile)
+            await self._publish_from_store(profile, running=self._is_busy(profile))
         except Exception:  # the profile was deleted meanwhile, or the store is gone
             log.warning("No schedule status for %s after its sync", profile, exc_info=True)
             self._statuses.pop(profile, None)
@@ -460,13 +458,13 @@ class Scheduler:
             log.info("Scheduled sync of %s failed (%d in a row); next try at %s", profile, failures, retry_at)
         await repos.put_schedule_state(self._db, profile, new)
 
-    async def _publish_from_store(self, profile: str) -> None:
+    async def _publish_from_store(self, profile: str, *, running: bool) -> None:
         connection = await repos.get_profile(self._db, profile)
         state = await repos.get_schedule_state(self._db, profile)
         self._publish(
             compute_status(
                 profile, state, self._clock.now(), self.policy,
-                running=self.is_running(profile),
+                running=running,
                 connected=connection.state is ConnectionState.CONNECTED,
             )
         )

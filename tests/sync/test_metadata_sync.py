@@ -53,14 +53,14 @@ SELECTED = ["account", "contact", "opportunity", "lead", "competitor"]
 async def connect(server: MemoryOrg, client: MemoryOrg, entities: list[str] | None = None) -> Schema:
     """Connect: replicate the server schema to the client; returns the server schema (the snapshot)."""
     server_schema = await read_schema(server, entities)
-    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.entities)))
+    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.names)))
     report = await apply_plan(plan, client)
     assert report.ok, report
     return server_schema
 
 
 async def replan(server_schema: Schema, client: MemoryOrg) -> Schema:
-    return await read_schema(client, list(server_schema.entities))
+    return await read_schema(client, list(server_schema.names))
 
 
 # --- read_schema ------------------------------------------------------------------------------------
@@ -69,17 +69,18 @@ async def test_read_schema_selection() -> None:
     server = sales_org()
     server.add_entity(EntityMeta("calendarrule", primary_id="calendarruleid"))
     everything = await read_schema(server)
-    assert "calendarrule" not in everything.entities and "leadcompetitors" in everything.entities
+    assert not everything.has("calendarrule") and everything.has("leadcompetitors")
     assert "calendarrule" in everything.catalog
-    account = everything.entities["account"]
+    account = everything.entity("account")
+    assert account is not None
     assert account.field("crawl_data") is None and account.field("name") is not None  # OTHER dropped
     some = await read_schema(server, ["lead", "competitor", "nope"])
-    assert set(some.entities) == {"lead", "competitor", "leadcompetitors", "businessunit", "systemuser", "team"}
-    assert "leadcompetitors_association" in some.relationships
-    assert "lead_parent_account" not in some.relationships  # account was not read
+    assert set(some.names) == {"lead", "competitor", "leadcompetitors", "businessunit", "systemuser", "team"}
+    assert some.relationship("leadcompetitors_association") is not None
+    assert some.relationship("lead_parent_account") is None  # account was not read
     assert all(
-        r.referenced_entity in some.entities and r.referencing_entity in some.entities
-        for r in some.relationships.values() if r.kind is RelationshipKind.ONE_TO_MANY
+        some.has(r.referenced_entity) and some.has(r.referencing_entity)
+        for r in some.relationships if r.kind is RelationshipKind.ONE_TO_MANY
     )
 
 
@@ -88,7 +89,7 @@ async def test_read_schema_selection() -> None:
 async def test_connect_creates_everything_and_rerun_is_a_noop() -> None:
     server, client = sales_org(), MemoryOrg(Product.RESCO)
     server_schema = await read_schema(server, SELECTED)
-    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.entities)))
+    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.names)))
     kinds = [type(op) for op in plan.operations]
     assert kinds == sorted(kinds, key=[CreateEntity, CreateField, CreateRelationship].index)  # dependency order
     entity_ops = [op.entity.logical_name for op in plan.operations if isinstance(op, CreateEntity)]
@@ -99,9 +100,10 @@ async def test_connect_creates_everything_and_rerun_is_a_noop() -> None:
     assert progress[0][1:] == (0, len(plan.operations)) and progress[-1][1:] == (len(plan.operations),) * 2
 
     client_schema = await replan(server_schema, client)
-    assert set(client_schema.entities) == set(server_schema.entities)
-    for se in server_schema.entities.values():
-        ce = client_schema.entities[se.logical_name]
+    assert client_schema.names == server_schema.names
+    for se in server_schema.entities:
+        ce = client_schema.entity(se.logical_name)
+        assert ce is not None
         assert ce.primary_id == se.primary_id and ce.is_intersect == se.is_intersect
         for sf in se.fields:
             cf = ce.field(sf.logical_name)
@@ -110,7 +112,7 @@ async def test_connect_creates_everything_and_rerun_is_a_noop() -> None:
     assert client_schema.field("account", "description").type is FieldType.STRING  # type: ignore[union-attr]
     assert client_schema.field("account", "name").max_length == 160  # type: ignore[union-attr]
     assert client_schema.field("contact", "parentcustomerid").targets == ("account", "contact")  # type: ignore[union-attr]
-    assert set(server_schema.relationships) <= set(client_schema.relationships)
+    assert {r.schema_name for r in server_schema.relationships} <= {r.schema_name for r in client_schema.relationships}
 
     again = plan_connect(server_schema, client_schema)
     assert again.is_empty and not again.issues
@@ -127,13 +129,13 @@ async def test_connect_a_subset_then_extend_the_selection() -> None:
     server, client = sales_org(), MemoryOrg(Product.RESCO)
     first = await connect(server, client, ["contact"])
     cs = await replan(first, client)
-    assert set(cs.entities) == {"contact", "businessunit", "systemuser", "team"}
+    assert set(cs.names) == {"contact", "businessunit", "systemuser", "team"}
     assert cs.field("contact", "parentcustomerid").targets == ("contact",)  # type: ignore[union-attr]
     # later account is selected too: the lookup gains its target, nothing is dropped
     second = await connect(server, client, ["contact", "account"])
     cs = await replan(second, client)
     assert set(cs.field("contact", "parentcustomerid").targets) == {"account", "contact"}  # type: ignore[union-attr]
-    assert "contact_customer_accounts" in cs.relationships
+    assert cs.relationship("contact_customer_accounts") is not None
     assert plan_connect(second, cs).is_empty
 
 
@@ -159,7 +161,7 @@ async def test_extending_an_existing_client_keeps_its_own_schema() -> None:
     visit = client.put("resco_visit", {"name": "keep me"})
 
     server_schema = await read_schema(server, SELECTED)
-    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.entities)))
+    plan = plan_connect(server_schema, await read_schema(client, list(server_schema.names)))
     touched = {op.entity.logical_name for op in plan.operations if isinstance(op, CreateEntity)}
     assert "account" not in touched and "resco_visit" not in touched
     [conflict] = plan.errors
@@ -174,11 +176,11 @@ async def test_extending_an_existing_client_keeps_its_own_schema() -> None:
     assert report.ok and report.issues == plan.issues
 
     cs = await read_schema(client)
-    assert "resco_visit" in cs.entities and client.get("resco_visit", visit) is not None
+    assert cs.has("resco_visit") and client.get("resco_visit", visit) is not None
     assert cs.field("account", "x_custom") is not None
     assert cs.field("account", "accountnumber").type is FieldType.INTEGER  # type: ignore[union-attr]
     assert cs.field("account", "telephone1").max_length == 50  # type: ignore[union-attr]
-    assert cs.entities["account"].label == "Customer"
+    assert cs.entity("account").label == "Customer"  # type: ignore[union-attr]
     rerun = plan_connect(server_schema, await replan(server_schema, client))
     assert rerun.is_empty and [i.code for i in rerun.issues] == [IssueCode.TYPE_CONFLICT]
 
@@ -213,7 +215,7 @@ async def test_update_server_after_server_changes() -> None:
         "new_account_project", RelationshipKind.ONE_TO_MANY, referenced_entity="account",
         referenced_attribute="accountid", referencing_entity="new_project", referencing_attribute="new_accountid"))
 
-    server_now = await read_schema(server, [*snapshot.entities, "new_project"])
+    server_now = await read_schema(server, [*snapshot.names, "new_project"])
     plan = plan_update(snapshot, server_now, await replan(server_now, client))
     described = {op.describe() for op in plan.operations}
     assert {"Create table new_project", "Create column account.new_score", "Create column new_project.new_accountid",
@@ -237,7 +239,7 @@ async def test_update_server_after_server_changes() -> None:
     options = cs.field("account", "industrycode").options  # type: ignore[union-attr]
     assert [(o.value, o.label) for o in options] == [(1, "Accountancy"), (2, "Agriculture"), (3, "Consulting"),
                                                      (4, "Retail")]
-    assert cs.entities["contact"].label == "Person"
+    assert cs.entity("contact").label == "Person"  # type: ignore[union-attr]
     assert cs.field("account", "websiteurl") is not None  # never deleted on the client
     assert client.get("opportunity", opp) is not None
 
@@ -358,7 +360,7 @@ async def test_snapshot_codec_is_lossless_through_the_store(tmp_path: Path) -> N
     finally:
         db.close()
     assert loaded == schema
-    assert loaded.entities["contact"].field("parentcustomerid") == schema.entities["contact"].field("parentcustomerid")
+    assert loaded.field("contact", "parentcustomerid") == schema.field("contact", "parentcustomerid")
 
 
 async def test_snapshot_decodes_rows_without_raw_and_unknown_types() -> None:
@@ -370,7 +372,7 @@ async def test_snapshot_decodes_rows_without_raw_and_unknown_types() -> None:
         for e in snap.entities
     ))
     decoded = snapshot_to_schema(bare)
-    assert decoded.entities["thing"].primary_id == "thingid"
+    assert decoded.entity("thing").primary_id == "thingid"  # type: ignore[union-attr]
     assert decoded.field("thing", "x").type is FieldType.OTHER  # type: ignore[union-attr]
     broken = replace(snap, entities=tuple(replace(e, raw={"ownership": "weird"}) for e in snap.entities))
     with pytest.raises(errors.StoreCorruptError):
@@ -397,7 +399,8 @@ async def test_sync_order_parents_first_cycles_deferred() -> None:
     # every lookup not deferred points to an entity synced in an earlier level
     level_of = {e: i for i, level in enumerate(order.levels) for e in level}
     for name in flat:
-        meta = schema.entities[name]
+        meta = schema.entity(name)
+        assert meta is not None
         for f in meta.fields:
             if f.type.is_lookup and name not in ("leadcompetitors",):
                 for t in f.targets:
@@ -407,12 +410,13 @@ async def test_sync_order_parents_first_cycles_deferred() -> None:
 
 async def test_sync_order_prefers_deferring_optional_lookups() -> None:
     schema = await read_schema(sales_org())
-    account = schema.entities["account"]
+    account = schema.entity("account")
+    assert account is not None
     pcid = account.field("primarycontactid")
     assert pcid is not None
     required = replace(account, fields=tuple(replace(f, required=True) if f is pcid else f for f in account.fields))
-    tweaked = Schema.of([required, *(e for n, e in schema.entities.items() if n != "account")],
-                        schema.relationships.values())
+    tweaked = Schema.of([required, *(e for e in schema.entities if e.logical_name != "account")],
+                        schema.relationships)
     order = sync_order(tweaked, ["account", "contact"])
     assert order.flat.index("contact") < order.flat.index("account")
     assert {(d.entity, d.field) for d in order.deferred if d.reason == "cycle"} >= {("contact", "parentcustomerid")}
@@ -432,7 +436,8 @@ async def test_security_entities_pointing_at_business_tables_are_deferred() -> N
 
 async def test_locked_fields() -> None:
     schema = await read_schema(sales_org())
-    account, contact = schema.entities["account"], schema.entities["contact"]
+    account, contact = schema.entity("account"), schema.entity("contact")
+    assert account is not None and contact is not None
     assert set(locked_fields(account, [])) == {"accountid", "name", "ownerid"}
     own = ('<fetch><entity name="account"><filter type="or"><condition attribute="address1_city" operator="eq" '
            'value="Prague"/><condition attribute="revenue" operator="gt" valueof="numberofemployees"/></filter>'
@@ -477,3 +482,41 @@ async def test_plan_issues_and_ops_for_hand_built_schemas() -> None:
     assert codes == {IssueCode.PRIMARY_KEY_DIFFERS, IssueCode.RELATIONSHIP_CONFLICT}
     assert UpdateEntity(EntityMeta("a"), ("label",)).entities == ("a",)
     assert LookupValue("a", "1").entity == "a"
+
+
+# --- what the engine facade uses ------------------------------------------------------------------------
+
+async def test_facade_module_filter_metadata_and_report_lines() -> None:
+    from crmsync_desktop.sync import metadata_sync
+    from crmsync_desktop.sync.filters import parse_filter, validate_filter
+
+    assert metadata_sync.plan_connect is plan_connect and set(metadata_sync.__all__) >= {"read_schema", "sync_order"}
+    schema = await read_schema(sales_org())
+    meta = metadata_sync.filter_metadata(schema)
+    good = parse_filter('<fetch><entity name="contact"><filter><condition attribute="ownerid" operator="eq-userid"/>'
+                        '</filter><link-entity name="account" from="accountid" to="parentcustomerid"><filter>'
+                        '<condition attribute="revenue" operator="gt" value="1000"/></filter></link-entity>'
+                        '</entity></fetch>')
+    assert validate_filter(good, meta) == []
+    bad = parse_filter('<fetch><entity name="contact"><filter><condition attribute="lastnam" operator="eq" '
+                       'value="x"/></filter></entity></fetch>')
+    assert validate_filter(bad, meta)
+
+    client = MemoryOrg(Product.RESCO)
+    await client.create_entity(EntityMeta("account", primary_id="accountid", primary_name="name"))
+    await client.create_field("account", FieldMeta("accountnumber", FieldType.INTEGER))
+    server_schema = await read_schema(sales_org(), ["account"])
+    plan = plan_connect(server_schema, await replan(server_schema, client))
+    client.fail_next(1, errors.ServerError("boom", status=500), method="create_field")
+    report = await apply_plan(plan, client)
+    lines, problems = report.lines(), report.problems()
+    assert lines[0] == report.summary() and "Create column account.telephone1" in lines
+    assert any("failed: boom" in p for p in problems) and any("accountnumber" in p for p in problems)
+    assert any("is not replicated" in line for line in lines)  # info issues are lines, not problems
+
+
+async def test_sync_order_iterates_and_can_leave_security_out() -> None:
+    schema = await read_schema(sales_org())
+    order = sync_order(schema, ["contact", "account"], include_security=False)
+    assert list(order) == ["account", "contact"] and len(order) == 2
+    assert list(sync_order(schema, ["team", "account"], include_security=False)) == ["team", "account"]

@@ -20,7 +20,12 @@ import pytest
 
 from crmsync_desktop.domain import ConnectionProfile, ConnectionState, RunStatus, RunTrigger, ScheduleConfig
 from crmsync_desktop.store import Database, ScheduleState, open_store
-from crmsync_desktop.store.repos import get_schedule_state, put_schedule_state, save_profile, save_schedule_config
+from crmsync_desktop.store.repos import (
+    get_schedule_state,
+    put_schedule_state,
+    save_profile,
+    save_schedule_config,
+)
 from crmsync_desktop.sync.clock import SystemClock
 from crmsync_desktop.sync.scheduler import (
     PAUSED_INDEFINITELY,
@@ -60,6 +65,9 @@ class FakeClock:
         return self.wall
 
     async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (self.mono + seconds, future)
         self._sleepers.append(entry)
@@ -599,9 +607,9 @@ async def test_a_pause_during_a_failing_run_is_kept(db: Database, clock: FakeClo
     assert (state.consecutive_failures, state.paused_until) == (1, PAUSED_INDEFINITELY)
     assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.PAUSED, None, None, 1)
     await scheduler.resume(P)
+    await scheduler.drain()
     # resuming leaves the failure count; the back-off of that failure was never stored, so it retries now
     assert runner.calls == [(P, RunTrigger.SCHEDULE), (P, RunTrigger.SCHEDULE)]
-    await scheduler.drain()
 
 
 @pytest.mark.asyncio

@@ -37,6 +37,11 @@ TYPE_INFO: dict[str, tuple[str, str]] = {
 CAST_TO_TYPES = {}
 for _t, (_cast, _) in TYPE_INFO.items():
     CAST_TO_TYPES.setdefault(_cast, set()).add(_t)
+# Derived types of the documented CSDL the emulator has no columns of: a cast to them is valid and
+# answers an empty collection, as Dataverse does for a table without such columns (docs §3.2).
+for _cast in ("MultiSelectPicklistAttributeMetadata", "BooleanAttributeMetadata", "ImageAttributeMetadata",
+              "FileAttributeMetadata", "ManagedPropertyAttributeMetadata"):
+    CAST_TO_TYPES.setdefault(_cast, set())
 BASE_ATTRIBUTE_PROPERTIES = {
     "MetadataId", "LogicalName", "SchemaName", "EntityLogicalName", "AttributeType", "AttributeTypeName",
     "AttributeOf", "IsCustomAttribute", "IsPrimaryId", "IsPrimaryName", "IsValidForCreate", "IsValidForUpdate",

@@ -102,7 +102,7 @@ def create_app(cloud: RescoCloud, faults: FaultConfig | None = None) -> FaultInj
         except NotFound as exc:
             return _json_error(404, str(exc))
         except SchemaError as exc:
-            return _json_error(400, str(exc))
+            return _json_error(409 if "already exists" in str(exc) else 400, str(exc))
 
     async def orgs(request: Request) -> Response:
         if request.method == "GET":

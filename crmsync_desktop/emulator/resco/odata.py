@@ -191,7 +191,14 @@ async def _dispatch(request: Request, org: RescoOrg, user_id: str, path: str, ro
     if method == "GET":
         return _list(request, org, entity, root)
     if method == "POST":
-        row = org.create(entity.name, _body_values(entity, await request.json()), user_id)
+        values = _body_values(entity, await request.json())
+        record_id = values.pop("id", None)  # a client-supplied primary key, as Dataverse allows
+        try:
+            row = org.create(entity.name, values, user_id, str(record_id) if record_id else None)
+        except ValueError as exc:  # SchemaError included
+            if "already exists" in str(exc):
+                raise ODataError(409, "0x80040237", str(exc)) from exc
+            raise ODataError(400, "0x80048d19", str(exc)) from exc
         location = f"{root}/{entity.name}({row['id']})"
         headers = {**ODATA_HEADERS, "Location": location, "OData-EntityId": location, "ETag": etag(row)}
         if "return=representation" in request.headers.get("prefer", ""):

@@ -1,9 +1,10 @@
-"""Resco CRM Connector REST data service subset: WhoAmI, GetMaxRowVersion, Fetch (+ deleted records).
+"""Resco CRM Connector REST data service subset: WhoAmI, GetMaxRowVersion, Fetch, UpdateMultiple,
+DeleteMultiple (+ deleted records).
 
 resco.md §7.1 lists the methods and says bodies are XML (``application/xml``) with Basic auth,
 but the element names are not in the public material we could read: the shapes below are the
-emulator's guess, written down in docs/emulator.md so they can be checked against a live org.
-``GetDeletedRecords`` is an emulator extension for "deleted since row version X".
+emulator's guess, written down in docs/emulator.md ("Resco Cloud", assumptions to verify against a
+live organization). ``GetDeletedRecords`` is an emulator extension for "deleted since row version X".
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ async def handle_rest(request: Request, org: RescoOrg, user_id: str, method: str
             return _fetch(org, user_id, await request.body())
         if method == "GetDeletedRecords":
             return await _deleted(request, org)
+        if method == "UpdateMultiple":
+            create = request.query_params.get("$create", "false").strip().lower() == "true"
+            return await _update_multiple(request, org, user_id, create)
+        if method == "DeleteMultiple":
+            return await _delete_multiple(request, org)
     except NotFound as exc:
         return rest_error(404, "NotFound", str(exc))
     except (SchemaError, ValueError) as exc:
@@ -118,8 +124,10 @@ async def _deleted(request: Request, org: RescoOrg) -> Response:
     body = await _request_xml(request)
     entity = body.findtext("EntityName") if body is not None else None
     since = int((body.findtext("RowVersion") if body is not None else None) or 0)
-    root = ET.Element("DeletedRecords", {"MaxRowVersion": str(org.max_row_version())})
-    for row in org.deleted_since(entity or None, since):
+    # The maximum first: every deletion at or below it is listed, so a reader may resume from it.
+    high = org.max_row_version()
+    root = ET.Element("DeletedRecords", {"MaxRowVersion": str(high)})
+    for row in org.deleted_since(entity or None, since, high):
         ET.SubElement(
             root,
             "DeletedRecord",
@@ -131,3 +139,63 @@ async def _deleted(request: Request, org: RescoOrg) -> Response:
             },
         )
     return _xml(root)
+
+
+MAX_MULTIPLE = 1000  # records per UpdateMultiple / DeleteMultiple request (assumed, like Dataverse's $batch)
+
+
+def _result(parent: ET.Element, record_id: str, status: int, message: str | None) -> None:
+    item = ET.SubElement(parent, "Result", {"Id": record_id, "Status": str(status)})
+    if message is not None:
+        error = ET.SubElement(item, "Error")
+        _text(error, "Code", {400: "BadRequest", 404: "NotFound"}.get(status, str(status)))
+        _text(error, "Message", message)
+
+
+def _single_entity(elements: list[ET.Element], root: ET.Element) -> str:
+    names = {e.get("LogicalName") or root.get("EntityName") or "" for e in elements}
+    if len(names) != 1 or "" in names:
+        raise SchemaError("All records of one request must name the same entity (LogicalName).")
+    if len(elements) > MAX_MULTIPLE:
+        raise SchemaError(f"At most {MAX_MULTIPLE} records per request, not {len(elements)}.")
+    return names.pop()
+
+
+async def _update_multiple(request: Request, org: RescoOrg, user_id: str, create: bool) -> Response:
+    """``<EntityCollection><Entity LogicalName Id><Attribute Name [Target] [Null="true"]>text</Attribute>…``
+    (the shape ``Fetch`` returns) → ``<UpdateMultipleResponse><Result Id Status>[<Error>]``; per record."""
+    root = await _request_xml(request)
+    elements = list(root.iter("Entity")) if root is not None else []
+    if not elements:
+        raise SchemaError("UpdateMultiple needs <Entity> elements.")
+    entity = _single_entity(elements, root)  # type: ignore[arg-type]
+    items: list[tuple[str, dict[str, Any]]] = []
+    for element in elements:
+        values: dict[str, Any] = {}
+        for attribute in element.findall("Attribute"):
+            name = attribute.get("Name") or ""
+            if attribute.get("Null", "").lower() == "true":
+                values[name] = None
+            elif attribute.get("Target"):
+                values[name] = {"id": attribute.text, "logicalname": attribute.get("Target")}
+            else:
+                values[name] = attribute.text or ""
+        items.append((element.get("Id") or "", values))
+    response = ET.Element("UpdateMultipleResponse")
+    for (record_id, _), (status, message) in zip(items, org.write_many(entity, items, user_id, create=create), strict=True):
+        _result(response, record_id, status, message)
+    return _xml(response)
+
+
+async def _delete_multiple(request: Request, org: RescoOrg) -> Response:
+    """``<DeleteMultipleRequest><EntityReference LogicalName Id/>…`` → ``<DeleteMultipleResponse><Result Id Status>``."""
+    root = await _request_xml(request)
+    elements = list(root.iter("EntityReference")) if root is not None else []
+    if not elements:
+        raise SchemaError("DeleteMultiple needs <EntityReference> elements.")
+    entity = _single_entity(elements, root)  # type: ignore[arg-type]
+    ids = [e.get("Id") or "" for e in elements]
+    response = ET.Element("DeleteMultipleResponse")
+    for record_id, (status, message) in zip(ids, org.delete_many(entity, ids), strict=True):
+        _result(response, record_id, status, message)
+    return _xml(response)

@@ -297,8 +297,10 @@ class RescoOrg:
         ).scalar_one()
         return int(value)
 
-    def deleted_since(self, entity: str | None, since: int) -> list[dict[str, Any]]:
+    def deleted_since(self, entity: str | None, since: int, until: int | None = None) -> list[dict[str, Any]]:
         query = sa.select(_deleted).where(_deleted.c.versionnumber > since).order_by(_deleted.c.versionnumber)
+        if until is not None:
+            query = query.where(_deleted.c.versionnumber <= until)
         if entity is not None:
             query = query.where(_deleted.c.entity == self.entity(entity).name)
         with self._engine.connect() as conn:
@@ -372,6 +374,73 @@ class RescoOrg:
                 self._insert(conn, entity, values, user_id)
                 count += 1
         return count
+
+    def write_many(
+        self,
+        entity: str,
+        items: Iterable[tuple[str, Mapping[str, Any]]],
+        user_id: str,
+        *,
+        create: bool,
+    ) -> list[tuple[int, str | None]]:
+        """``UpdateMultiple`` (``create``: also create missing records with the given id), one transaction.
+
+        Each item is validated before anything of it is written, so a bad record only gets its own
+        ``(400, message)`` and the others land; ``(404, …)`` when missing and not ``create``;
+        ``(200, None)`` updated, ``(201, None)`` created.
+        """
+        definition = self.entity(entity)
+        table = self.tables[definition.name]
+        out: list[tuple[int, str | None]] = []
+        with self._lock, self._engine.begin() as conn:
+            for record_id, values in items:
+                try:
+                    key = str(uuid.UUID(str(record_id)))
+                    row = self._values(definition, values)
+                except (SchemaError, ValueError) as exc:
+                    out.append((400, str(exc)))
+                    continue
+                exists = conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is not None
+                if exists:
+                    row.update(
+                        {
+                            "modifiedon": _now(),
+                            "modifiedby": user_id,
+                            "modifiedby" + TARGET_SUFFIX: "systemuser",
+                            "versionnumber": self._next_version(conn),
+                        }
+                    )
+                    conn.execute(table.update().where(table.c.id == key).values(**row))
+                    out.append((200, None))
+                elif create:
+                    self._insert(conn, definition.name, values, user_id, key)
+                    out.append((201, None))
+                else:
+                    out.append((404, f"{entity} With Id = {key} Does Not Exist"))
+        return out
+
+    def delete_many(self, entity: str, ids: Iterable[str]) -> list[tuple[int, str | None]]:
+        """``DeleteMultiple`` in one transaction: ``(204, None)`` deleted, ``(404, …)`` missing."""
+        definition = self.entity(entity)
+        table = self.tables[definition.name]
+        out: list[tuple[int, str | None]] = []
+        with self._lock, self._engine.begin() as conn:
+            for record_id in ids:
+                try:
+                    key = str(uuid.UUID(str(record_id)))
+                except ValueError:
+                    out.append((400, f"'{record_id}' is not a valid record id"))
+                    continue
+                if conn.execute(table.delete().where(table.c.id == key)).rowcount == 0:
+                    out.append((404, f"{entity} With Id = {key} Does Not Exist"))
+                    continue
+                conn.execute(
+                    _deleted.insert().values(
+                        entity=definition.name, id=key, versionnumber=self._next_version(conn), deletedon=_now()
+                    )
+                )
+                out.append((204, None))
+        return out
 
     def get(self, entity: str, record_id: str) -> dict[str, Any]:
         table = self.tables[self.entity(entity).name]

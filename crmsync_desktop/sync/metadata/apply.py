@@ -23,6 +23,7 @@ from crmsync_desktop.sync.metadata.plan import (
     Operation,
     SchemaIssue,
     SchemaPlan,
+    Severity,
     UpdateEntity,
     UpdateField,
 )
@@ -74,6 +75,22 @@ class SchemaReport:
             parts.append(f"{len(self.issues)} issue(s) to review")
         text = ", ".join(parts) + "."
         return f"{text} Stopped: {self.aborted}" if self.aborted else text
+
+    def lines(self) -> list[str]:
+        """For the run log at INFO level: the summary, each applied change, warnings and notes."""
+        out = [self.summary()]
+        out += [op.describe() for op in self.applied]
+        out += [i.message for i in self.issues if i.severity is not Severity.ERROR]
+        return out
+
+    def problems(self) -> list[str]:
+        """For the run log at ERROR level: failed and skipped changes, the stop reason, error issues."""
+        out = [f"{f.operation.describe()} failed: {f.message}" for f in self.failed]
+        out += [f"{s.operation.describe()}: {s.message}" for s in self.skipped]
+        if self.aborted:
+            out.append(f"Stopped early: {self.aborted}")
+        out += [i.message for i in self.issues if i.severity is Severity.ERROR]
+        return out
 
 
 async def _execute(op: Operation, client: Connector) -> None:

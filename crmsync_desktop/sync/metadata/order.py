@@ -10,7 +10,7 @@ then set them in a second pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from crmsync_desktop.sync.connectors.types import EntityMeta, FieldType
@@ -44,6 +44,13 @@ class SyncOrder:
     @property
     def flat(self) -> tuple[str, ...]:
         return tuple(e for level in self.levels for e in level)
+
+    def __iter__(self) -> Iterator[str]:
+        """The entities one after the other (``flat``)."""
+        return iter(self.flat)
+
+    def __len__(self) -> int:
+        return len(self.flat)
 
     def deferred_fields(self, entity: str) -> frozenset[str]:
         return frozenset(d.field for d in self.deferred if d.entity == entity)
@@ -151,13 +158,15 @@ def _order(nodes: list[str], edges: list[_Edge]) -> tuple[list[list[str]], list[
     return levels, deferred
 
 
-def sync_order(schema: Schema, entities: Iterable[str]) -> SyncOrder:
-    """The order to sync ``entities`` in (plus the security entities, always first).
+def sync_order(schema: Schema, entities: Iterable[str], *, include_security: bool = True) -> SyncOrder:
+    """The order to sync ``entities`` in: the security entities first, intersect entities last.
 
-    Entities the schema does not know have no dependencies. Intersect entities form the last level.
+    ``include_security``: add businessunit, systemuser and team (those the schema has) even when
+    not in ``entities``; with False they are ordered first only if listed. Entities the schema does
+    not know have no dependencies. Iterating the result gives the entities one after the other.
     """
     wanted = list(dict.fromkeys(entities))
-    security = [n for n in ALWAYS_SYNCED if schema.entity(n) is not None]
+    security = [n for n in ALWAYS_SYNCED if schema.has(n) and (include_security or n in wanted)]
     intersects = sorted(n for n in wanted if (m := schema.entity(n)) is not None and m.is_intersect)
     rest = sorted(n for n in wanted if n not in security and n not in intersects)
     nodes = security + rest

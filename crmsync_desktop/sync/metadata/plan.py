@@ -218,7 +218,7 @@ class _Planner:
         self.server = server
         self.client = client
         self.snapshot = snapshot
-        self.available = set(client.entities) | set(server.entities)  # what exists once entities are created
+        self.available = set(client.names) | set(server.names)  # what exists once entities are created
         self.entity_ops: list[Operation] = []
         self.entity_updates: list[Operation] = []
         self.field_ops: list[Operation] = []
@@ -228,9 +228,9 @@ class _Planner:
         self.blocked: set[tuple[str, str]] = set()  # (entity, field) not created or incompatible
 
     def plan(self) -> SchemaPlan:
-        for se in sorted(self.server.entities.values(), key=_intersect_last):
+        for se in sorted(self.server.entities, key=_intersect_last):
             self._entity(se)
-        for sr in self.server.relationships.values():
+        for sr in self.server.relationships:
             self._relationship(sr)
         if self.snapshot is not None:
             self._removals(self.snapshot)
@@ -328,7 +328,7 @@ class _Planner:
 
     # -- relationships ------------------------------------------------------------------------------
     def _relationship(self, sr: RelationshipMeta) -> None:
-        cr = self.client.relationships.get(sr.schema_name)
+        cr = self.client.relationship(sr.schema_name)
         if cr is not None:
             if _shape(cr) != _shape(sr):
                 self._issue(Severity.WARNING, IssueCode.RELATIONSHIP_CONFLICT, sr.referencing_entity or sr.entity1,
@@ -349,8 +349,9 @@ class _Planner:
     def _removals(self, snapshot: Schema) -> None:
         """What the server lost since ``snapshot``. The client keeps it: reported unless the client
         schema shows it is gone there too (an entity the client schema was not read for counts as kept)."""
-        catalog = self.server.catalog or frozenset(self.server.entities)
-        for name, old in snapshot.entities.items():
+        catalog = self.server.catalog or frozenset(self.server.names)
+        for old in snapshot.entities:
+            name = old.logical_name
             ce = self.client.entity(name)
             se = self.server.entity(name)
             if se is None:
@@ -366,13 +367,14 @@ class _Planner:
                                 f"The column {name}.{f.logical_name} was deleted on the server. The client column "
                                 "and its values were kept but are no longer synchronized. Delete it in Woodford "
                                 "if you do not need the data.", f.logical_name)
-        for rname, r in snapshot.relationships.items():
-            if rname in self.server.relationships:
+        for r in snapshot.relationships:
+            rname = r.schema_name
+            if self.server.relationship(rname) is not None:
                 continue
             ends = [e for e in CreateRelationship(r).entities if e != r.intersect_entity]
-            if rname not in self.client.relationships and any(e in self.client.entities for e in ends):
+            if self.client.relationship(rname) is None and any(self.client.has(e) for e in ends):
                 continue  # the client schema was read for it, and it is gone there too
-            if all(e in self.server.entities for e in ends):
+            if all(self.server.has(e) for e in ends):
                 self._issue(Severity.WARNING, IssueCode.REMOVED_RELATIONSHIP, r.referencing_entity or r.entity1,
                             f"The relationship {rname} was deleted on the server. The client keeps it and its "
                             "links, which are no longer synchronized. Delete it in Woodford if it is not needed.")

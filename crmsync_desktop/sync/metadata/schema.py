@@ -32,12 +32,14 @@ from crmsync_desktop.sync.connectors.types import (
     RelationshipKind,
     RelationshipMeta,
 )
+from crmsync_desktop.sync.filters import AttributeInfo, AttributeType, MetadataMap
 
 __all__ = [
     "ALWAYS_SYNCED",
     "NEVER_SYNCED",
     "Schema",
     "compatible",
+    "filter_metadata",
     "read_schema",
     "schema_to_snapshot",
     "snapshot_to_schema",
@@ -55,15 +57,23 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class Schema:
-    """Entities (with fields) and the relationships among them, by logical / schema name.
+    """Entities (with fields) and the relationships among them, sorted by logical / schema name.
 
     ``catalog`` is every entity name the organization listed when this schema was read (empty when
     unknown, e.g. decoded from a snapshot): it tells "deleted on the server" from "not read".
+    Build one with :meth:`of` (which sorts and indexes); look up with :meth:`entity`, :meth:`field`,
+    :meth:`relationship`.
     """
 
-    entities: Mapping[str, EntityMeta] = field(default_factory=dict)
-    relationships: Mapping[str, RelationshipMeta] = field(default_factory=dict)
+    entities: tuple[EntityMeta, ...] = ()
+    relationships: tuple[RelationshipMeta, ...] = ()
     catalog: frozenset[str] = field(default=frozenset(), compare=False)
+    _entities: dict[str, EntityMeta] = field(init=False, repr=False, compare=False)
+    _relationships: dict[str, RelationshipMeta] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_entities", {e.logical_name: e for e in self.entities})
+        object.__setattr__(self, "_relationships", {r.schema_name: r for r in self.relationships})
 
     @classmethod
     def of(
@@ -73,21 +83,32 @@ class Schema:
         catalog: Iterable[str] = (),
     ) -> Schema:
         return cls(
-            {e.logical_name: e for e in sorted(entities, key=lambda e: e.logical_name)},
-            {r.schema_name: r for r in sorted(relationships, key=lambda r: r.schema_name)},
+            tuple(sorted(entities, key=lambda e: e.logical_name)),
+            tuple(sorted(relationships, key=lambda r: r.schema_name)),
             frozenset(catalog),
         )
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The entity logical names."""
+        return tuple(self._entities)
+
+    def has(self, entity: str) -> bool:
+        return entity in self._entities
+
     def entity(self, name: str) -> EntityMeta | None:
-        return self.entities.get(name)
+        return self._entities.get(name)
 
     def field(self, entity: str, name: str) -> FieldMeta | None:
-        e = self.entities.get(entity)
+        e = self._entities.get(entity)
         return e.field(name) if e is not None else None
+
+    def relationship(self, schema_name: str) -> RelationshipMeta | None:
+        return self._relationships.get(schema_name)
 
     def relationships_of(self, entity: str) -> list[RelationshipMeta]:
         return [
-            r for r in self.relationships.values()
+            r for r in self.relationships
             if entity in (r.referenced_entity, r.referencing_entity, r.entity1, r.entity2, r.intersect_entity)
         ]
 
@@ -117,6 +138,25 @@ def compatible(server: FieldType, client: FieldType) -> bool:
     status -> picklist, owner -> lookup), so a client created from the server is always compatible.
     """
     return client in _HOLDS.get(server, frozenset({server}))
+
+
+_ATTRIBUTE_TYPE: dict[FieldType, AttributeType] = {
+    FieldType.MULTI_PICKLIST: AttributeType.MULTISELECT_PICKLIST,
+    FieldType.ROWVERSION: AttributeType.BIGINT,
+    FieldType.BINARY: AttributeType.FILE,
+    FieldType.OTHER: AttributeType.VIRTUAL,
+}
+
+
+def filter_metadata(schema: Schema) -> MetadataMap:
+    """The ``FilterMetadata`` that ``validate_filter`` checks sync and upload filters against."""
+    return MetadataMap({
+        e.logical_name: {
+            f.logical_name: AttributeInfo(_ATTRIBUTE_TYPE.get(f.type) or AttributeType(f.type.value), f.targets)
+            for f in e.fields
+        }
+        for e in schema.entities
+    })
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -228,10 +268,10 @@ def schema_to_snapshot(schema: Schema) -> MetadataSnapshot:
             ),
             raw=_raw(e, skip=("fields",)),
         )
-        for e in schema.entities.values()
+        for e in schema.entities
     )
     relationships = []
-    for r in schema.relationships.values():
+    for r in schema.relationships:
         if r.kind is RelationshipKind.ONE_TO_MANY:
             ends = (r.referenced_entity, r.referencing_entity, r.referenced_attribute, r.referencing_attribute)
         else:

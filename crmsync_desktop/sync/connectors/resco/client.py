@@ -1,18 +1,24 @@
 """:class:`RescoConnector`: the :class:`~..base.Connector` for a Resco Cloud organization.
 
 Basic authentication (user and password come from the caller, who reads the keyring), OData v4
-for records, the REST data service for ``WhoAmI``, ``GetMaxRowVersion`` (the change probe) and
-``Fetch`` (FetchXML filters), and the metadata service (:mod:`.metadata`) for schema. The wire
-details and every assumption about them are in :mod:`.wire` and :mod:`.metadata`. Same transport,
+for reading records one page at a time, the REST data service (XML) for ``WhoAmI``,
+``GetMaxRowVersion`` (the change probe), ``Fetch`` (FetchXML filters), ``GetDeletedRecords``
+(tombstones), and ``UpdateMultiple?$create=true`` / ``DeleteMultiple`` (bulk writes of up to 1,000
+records per request), and the metadata service (:mod:`.metadata`) for schema. Same transport,
 retry, throttling and error rules as Dataverse (:mod:`..http`).
+
+Most of this wire format is not publicly documented. Every shape the connector relies on is an
+assumption to verify against a live organization, listed once in docs/emulator.md, section
+"Resco Cloud" (the emulator implements exactly those shapes); :mod:`.wire` and :mod:`.metadata`
+hold the code for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import ssl
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -20,10 +26,11 @@ from typing import Any, Self
 import httpx
 
 from crmsync_desktop import errors
-from crmsync_desktop.sync.connectors.fetchxml import prepare_fetch
+from crmsync_desktop.sync.connectors.fetchxml import page_of, prepare_fetch
 from crmsync_desktop.sync.connectors.http.retry import AimdGovernor, Clock, RetryPolicy
-from crmsync_desktop.sync.connectors.http.transport import HttpTransport, json_of
-from crmsync_desktop.sync.connectors.odata import fetch_pages, odata_pages
+from crmsync_desktop.sync.connectors.http.transport import HttpTransport
+from crmsync_desktop.sync.connectors.odata import odata_pages, rows_of
+from crmsync_desktop.sync.connectors.resco import wire
 from crmsync_desktop.sync.connectors.resco.metadata import RescoMetadata
 from crmsync_desktop.sync.connectors.resco.wire import ROW_VERSION, body_from_record, key, record_from_wire
 from crmsync_desktop.sync.connectors.types import (
@@ -35,6 +42,7 @@ from crmsync_desktop.sync.connectors.types import (
     Identity,
     LookupValue,
     Page,
+    BulkMessage,
     Product,
     Record,
     RecordResult,
@@ -60,6 +68,7 @@ class RescoSettings:
     organization: str
     user: str
     page_size: int = MAX_PAGE_SIZE
+    bulk_chunk: int = 500  # records per UpdateMultiple / DeleteMultiple request (at most 1,000)
     odata_root: str = ""
     rest_root: str = ""
     metadata_root: str = ""
@@ -138,42 +147,41 @@ class RescoConnector:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    # -- REST data service ---------------------------------------------------------------------
-    async def _rest(self, method: str, *, content: str | None = None, content_type: str = "application/json") -> Any:
+    # -- REST data service (XML) ----------------------------------------------------------------
+    async def _rest(self, method: str, body: bytes, *, params: Mapping[str, str] | None = None) -> ET.Element:
         response = await self.http.request(
-            "POST", f"{self.rest_root}{method}", content=content if content is not None else "{}",
-            headers={"Content-Type": content_type}, idempotent=True,  # these methods only read
+            "POST", f"{self.rest_root}{method}", content=body, params=params,
+            headers={"Content-Type": wire.XML_CONTENT_TYPE, "Accept": "application/xml"},
+            idempotent=True,  # reads, or writes by client-supplied id (a repeat writes the same values)
         )
-        return json_of(response)
+        return wire.parse_xml(response.content, method)
 
-    async def max_row_version(self) -> int:
-        body = await self._rest("GetMaxRowVersion")
-        value = body.get("value", body.get("MaxRowVersion")) if isinstance(body, dict) else body
+    async def max_row_version(self, entity: str | None = None) -> int:
+        root = await self._rest("GetMaxRowVersion", wire.max_row_version_request(entity))
         try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
+            return int(root.findtext("RowVersion") or "")
+        except ValueError as exc:
             raise errors.RemoteError(
-                f"GetMaxRowVersion answered {json.dumps(body)[:80]}, not a row version. Is the server URL a Resco Cloud server?"
+                "GetMaxRowVersion answered without a <RowVersion>. Is the server URL a Resco Cloud server?"
             ) from exc
 
     async def whoami(self) -> Identity:
-        me = await self._rest("WhoAmI")
-        try:
-            return Identity(
-                user_id=str(me.get("UserId") or me["SystemUserId"]).lower(),
-                business_unit_id=str(me["BusinessUnitId"]).lower(),
-                organization_id=str(me["OrganizationId"]).lower(),
-                organization_name=self.settings.organization,
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise errors.RemoteError(f"WhoAmI answered without {exc}; is this a Resco Cloud organization?") from exc
+        me = await self._rest("WhoAmI", b"")
+        user, bu, org = (me.findtext(t) for t in ("SystemUserId", "BusinessUnitId", "OrganizationId"))
+        if not (user and bu and org):
+            raise errors.RemoteError("WhoAmI answered without SystemUserId/BusinessUnitId/OrganizationId; is this a Resco Cloud organization?")
+        return Identity(
+            user_id=user.lower(), business_unit_id=bu.lower(), organization_id=org.lower(),
+            organization_name=me.findtext("OrganizationName") or self.settings.organization,
+        )
 
     async def capabilities(self, entities: Sequence[str] = ()) -> Capabilities:
+        bulk = frozenset({BulkMessage.UPSERT_MULTIPLE, BulkMessage.UPDATE_MULTIPLE})
         return Capabilities(
             product=Product.RESCO,
             max_page_size=self._page_size,
-            change_tracking={e: False for e in entities},
-            bulk_messages={e: frozenset() for e in entities},
+            change_tracking={e: True for e in entities},  # row versions + GetDeletedRecords
+            bulk_messages={e: bulk for e in entities},
             can_create_schema=True,
         )
 
@@ -200,18 +208,21 @@ class RescoConnector:
         await self.metadata.create_relationship(relationship)
 
     # -- reads ---------------------------------------------------------------------------------
-    def _source(
-        self, meta: EntityMeta, fields: Sequence[str], fetch_filter: str, size: int, params: dict[str, str] | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _fetch_pages(self, meta: EntityMeta, fields: Sequence[str], fetch_filter: str, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        fetch = prepare_fetch(fetch_filter, meta.logical_name, [meta.primary_id, *fields], order_by=meta.primary_id, page_size=size)
+        page = 1
+        while True:
+            result = wire.fetch_page_from_xml(await self._rest("Fetch", page_of(fetch, page, None).encode("utf-8")))
+            yield result.rows
+            if not result.more:
+                return
+            page += 1
+
+    def _source(self, meta: EntityMeta, fields: Sequence[str], fetch_filter: str, size: int) -> AsyncIterator[list[dict[str, Any]]]:
         if fetch_filter.strip():
-            fetch = prepare_fetch(fetch_filter, meta.logical_name, [meta.primary_id, *fields], order_by=meta.primary_id, page_size=size)
-
-            async def send(document: str) -> Any:
-                return await self._rest("Fetch", content=document, content_type="application/xml")
-
-            return fetch_pages(fetch, send)
+            return self._fetch_pages(meta, fields, fetch_filter, size)
         select = ",".join(dict.fromkeys([meta.primary_id, *fields]))
-        return odata_pages(self.http, meta.logical_name, params={"$select": select, **(params or {})}, page_size=size, prefer=ANNOTATIONS)
+        return odata_pages(self.http, meta.logical_name, params={"$select": select}, page_size=size, prefer=ANNOTATIONS)
 
     async def read_pages(
         self, entity: str, fields: Sequence[str], *, fetch_filter: str = "", page_size: int | None = None
@@ -226,41 +237,119 @@ class RescoConnector:
             yield [str(r[meta.primary_id]).lower() for r in rows if r.get(meta.primary_id)]
 
     async def read_changes(self, entity: str, fields: Sequence[str], token: ChangeToken | None) -> AsyncIterator[ChangePage]:
-        """Rows with ``versionnumber`` above the token, oldest first; a token after every page. No tombstones."""
+        """Deletions since the token (``GetDeletedRecords``), then changed rows by ``versionnumber``, oldest first.
+
+        ``GetDeletedRecords`` also reports the current maximum row version M; rows are read up to M
+        only, keyset-paged (``versionnumber gt <last>``, so rows changing meanwhile cannot shift a
+        page), and every page carries a token that is safe to resume from. The first read
+        (``token=None``) returns every row and no deletions.
+        """
         if token is not None and token.kind is not TokenKind.ROW_VERSION:
             raise errors.FullResyncRequired("The saved change token is not a Resco Cloud row version; a full resync will run.")
         meta = await self.metadata.get_entity(entity)
         last = int(token.value) if token else 0
-        params = {"$orderby": f"{ROW_VERSION} asc"}
-        if token is not None:
-            params["$filter"] = f"{ROW_VERSION} gt {last}"
-        async for rows in self._source(meta, [*fields, ROW_VERSION], "", self._page_size, params):
+        deleted: tuple[str, ...] = ()
+        if token is None:
+            high = await self.max_row_version(meta.logical_name)
+        else:
+            gone = await self._rest("GetDeletedRecords", wire.deleted_records_request(meta.logical_name, last))
+            try:
+                high = int(gone.get("MaxRowVersion") or "")
+            except ValueError as exc:
+                raise errors.RemoteError("GetDeletedRecords answered without MaxRowVersion.") from exc
+            deleted = tuple(dict.fromkeys(str(d.get("Id")).lower() for d in gone.findall("DeletedRecord") if d.get("Id")))
+        select = ",".join(dict.fromkeys([meta.primary_id, *fields, ROW_VERSION]))
+        size = self._page_size
+        first = True
+        while True:
+            body = await self.http.get_json(
+                meta.logical_name,
+                params={
+                    "$select": select,
+                    "$filter": f"{ROW_VERSION} gt {last} and {ROW_VERSION} le {high}",
+                    "$orderby": f"{ROW_VERSION} asc",
+                    "$top": str(size),
+                },
+                headers={"Prefer": f"odata.maxpagesize={size},{ANNOTATIONS}"},
+            )
+            rows = rows_of(body)
             for r in rows:
                 if r.get(ROW_VERSION) is not None:
                     last = max(last, int(r[ROW_VERSION]))
+            done = len(rows) < size
             yield ChangePage(
                 upserts=tuple(record_from_wire(r, meta, fields) for r in rows),
-                token=ChangeToken(TokenKind.ROW_VERSION, str(last)),
+                deleted_ids=deleted if first else (),
+                token=ChangeToken(TokenKind.ROW_VERSION, str(high if done else last)),
                 etags=_etags(rows, meta.primary_id),
             )
+            first = False
+            if done:
+                return
 
     async def has_changes(self, entity: str, token: ChangeToken) -> bool:
-        """``GetMaxRowVersion`` is organization-wide: ``True`` means "something may have changed"."""
+        """``GetMaxRowVersion`` for the entity (deletions included) above the token."""
         if token.kind is not TokenKind.ROW_VERSION:
             return True
-        return await self.max_row_version() > int(token.value)
+        return await self.max_row_version(entity) > int(token.value)
 
     # -- writes --------------------------------------------------------------------------------
     async def upsert_many(
         self, entity: str, records: Sequence[Record], *, if_match: Mapping[str, str] | None = None
     ) -> list[RecordResult]:
+        """``UpdateMultiple?$create=true`` in chunks (per-record results); records with an etag one by one."""
         meta = await self.metadata.get_entity(entity)
-        return list(await asyncio.gather(*(self._upsert(meta, r, if_match or {}) for r in records)))
+        if_match = if_match or {}
+        results: list[RecordResult | None] = [None] * len(records)
+        bulk: list[tuple[int, str, Record]] = []
+        single: list[tuple[int, Record]] = []
+        for i, record in enumerate(records):
+            rid = str(record.get(meta.primary_id) or "").lower()
+            if not rid:
+                results[i] = RecordResult(id="", ok=False, error=f"The record has no {meta.primary_id}.")
+            elif rid in if_match:
+                single.append((i, record))
+            else:
+                bulk.append((i, rid, record))
+        chunk = max(1, min(self.settings.bulk_chunk, wire.MAX_MULTIPLE))
+
+        async def send(part: list[tuple[int, str, Record]]) -> None:
+            body = wire.update_multiple_request(meta.logical_name, ((rid, rec) for _, rid, rec in part), meta.primary_id)
+            for (i, rid, _), result in zip(part, await self._multiple("UpdateMultiple", body, [p[1] for p in part], {"$create": "true"}), strict=True):
+                results[i] = result
+
+        async def one(i: int, record: Record) -> None:
+            results[i] = await self._upsert(meta, record, if_match)
+
+        await asyncio.gather(
+            *(send(bulk[k : k + chunk]) for k in range(0, len(bulk), chunk)), *(one(i, r) for i, r in single)
+        )
+        return [r for r in results if r is not None]
+
+    async def _multiple(
+        self, method: str, body: bytes, ids: list[str], params: Mapping[str, str] | None = None, ok_statuses: frozenset[int] = frozenset()
+    ) -> list[RecordResult]:
+        try:
+            root = await self._rest(method, body, params=params)
+        except errors.AuthError:
+            raise
+        except errors.CrmSyncError as err:
+            return [_failure(rid, err) for rid in ids]
+        by_id = {r.id: r for r in wire.results_from_xml(root)}
+        out: list[RecordResult] = []
+        for rid in ids:
+            r = by_id.get(rid)
+            if r is None:
+                out.append(RecordResult(id=rid, ok=False, retryable=True, error=f"{method} did not report this record."))
+            elif r.status < 400 or r.status in ok_statuses:
+                out.append(RecordResult.success(rid))
+            else:
+                out.append(RecordResult(id=rid, ok=False, status=r.status, error=r.message or f"HTTP {r.status}",
+                                        retryable=r.status >= 500 or r.status == 429))
+        return out
 
     async def _upsert(self, meta: EntityMeta, record: Record, if_match: Mapping[str, str]) -> RecordResult:
         rid = str(record.get(meta.primary_id) or "").lower()
-        if not rid:
-            return RecordResult(id="", ok=False, error=f"The record has no {meta.primary_id}.")
         etag = if_match.get(rid)
         try:
             try:
@@ -288,38 +377,30 @@ class RescoConnector:
             return _failure(rid, err)
 
     async def delete_many(self, entity: str, ids: Sequence[str]) -> list[RecordResult]:
-        async def one(rid: str) -> RecordResult:
-            try:
-                await self.http.request("DELETE", key(entity, rid.lower()))
-            except errors.NotFoundError:
-                pass
-            except errors.AuthError:
-                raise
-            except errors.CrmSyncError as err:
-                return _failure(rid.lower(), err)
-            return RecordResult.success(rid.lower())
-
-        return list(await asyncio.gather(*(one(r) for r in ids)))
+        """``DeleteMultiple`` in chunks; an already missing record counts as deleted."""
+        meta = await self.metadata.get_entity(entity)
+        keys = [rid.lower() for rid in ids]
+        chunk = max(1, min(self.settings.bulk_chunk, wire.MAX_MULTIPLE))
+        parts = [keys[k : k + chunk] for k in range(0, len(keys), chunk)]
+        done = await asyncio.gather(
+            *(self._multiple("DeleteMultiple", wire.delete_multiple_request(meta.logical_name, p), p, ok_statuses=frozenset({404}))
+              for p in parts)
+        )
+        return [r for part in done for r in part]
 
     async def associate(self, relationship: str, entity1_id: str, entity2_id: str) -> None:
-        rel = await self.metadata.relationship(relationship)
-        try:
-            await self.http.request(
-                "POST", f"{key(rel.entity1, entity1_id)}/{rel.entity1_navigation}/$ref",
-                json_body={"@odata.id": f"{self.odata_root}{key(rel.entity2, entity2_id)}"}, idempotent=True,
-            )
-        except errors.ConcurrencyError:
-            pass  # already linked
+        raise self._no_many_to_many(relationship)
 
     async def disassociate(self, relationship: str, entity1_id: str, entity2_id: str) -> None:
-        rel = await self.metadata.relationship(relationship)
-        try:
-            await self.http.request(
-                "DELETE", f"{key(rel.entity1, entity1_id)}/{rel.entity1_navigation}/$ref",
-                params={"$id": f"{self.odata_root}{key(rel.entity2, entity2_id)}"},
-            )
-        except errors.NotFoundError:
-            pass
+        raise self._no_many_to_many(relationship)
+
+    @staticmethod
+    def _no_many_to_many(relationship: str) -> errors.ConfigError:
+        return errors.ConfigError(
+            f"Resco Cloud many-to-many links ({relationship}) are not supported by crmsync yet: the Resco wire format "
+            "for them is not documented (docs/emulator.md, Resco Cloud).",
+            title="N:N links not supported on Resco Cloud",
+        )
 
     async def assign(self, entity: str, record_id: str, owner: LookupValue) -> None:
         if owner.entity not in ("systemuser", "team"):

@@ -1,26 +1,20 @@
-"""Resco Cloud metadata and provisioning (list, read, create entities, fields, relationships) — ONE module.
+"""Resco Cloud metadata and provisioning (list, read, create entities and fields) — ONE module.
 
 The Resco wiki says a metadata service exists but its methods could not be read (resco.md §7.1,
-§11.10). Everything below is an ASSUMPTION, kept in this one module so the lead can reconcile it
-with docs/emulator.md (or a live organization) by editing a single file:
+§11.10). The shapes below are an ASSUMPTION TO VERIFY AGAINST A LIVE ORGANIZATION, stated once in
+docs/emulator.md section "Resco Cloud" → "Metadata service" (the emulator serves exactly them):
 
 * Root ``{base}/rest/v1/metadata/{org}/`` (configurable), JSON bodies, Basic auth.
-* ``GET Entities`` -> ``{"value": [Entity]}`` with Entity =
-  ``{"LogicalName", "DisplayName", "DisplayCollectionName", "PrimaryIdAttribute",
-  "PrimaryNameAttribute", "OwnershipType": "UserOwned"|"OrganizationOwned"|"None", "IsIntersect",
-  "IsCustomEntity"}`` (labels are plain strings).
-* ``GET Entities('{name}')`` -> Entity plus ``"Attributes": [Attribute]`` with Attribute =
-  ``{"LogicalName", "DisplayName", "Type", "Targets": [..], "Options": [{"Value", "Label"}],
-  "MaxLength", "Precision", "IsRequired", "IsPrimaryId", "IsPrimaryName", "IsCustomAttribute"}``;
-  ``Type`` is one of Resco's documented data types: UniqueIdentifier, String, Integer, Float,
-  Decimal, DateTime, Picklist, PicklistMap, Boolean, Money, Binary, Lookup, RowVersion, PartyList.
-* ``GET Entities('{name}')/Relationships`` -> ``{"value": [Relationship]}`` with Relationship =
-  ``{"SchemaName", "Type": "OneToMany"|"ManyToMany", "ReferencedEntity", "ReferencedAttribute",
-  "ReferencingEntity", "ReferencingAttribute", "Entity1LogicalName", "Entity2LogicalName",
-  "IntersectEntityName", "Entity1IntersectAttribute", "Entity2IntersectAttribute"}``.
-* ``POST Entities`` (an Entity, plus ``"PrimaryNameMaxLength"``), ``POST Entities('{name}')/Attributes``
-  (an Attribute), ``POST Relationships`` (a Relationship) -> 201/204; 409 when it already exists,
-  which counts as success (provisioning is re-runnable).
+* ``GET entities`` -> ``{"value": [Entity]}``; ``GET entities/{name}`` -> Entity, with Entity =
+  ``{"name", "display_name", "primary_name", "system", "fields": [Field]}`` and Field =
+  ``{"name", "type", "display_name", "max_length", "required", "options": [{"value", "label"}],
+  "targets": [...], "system"}``. Types: ``string memo int bigint decimal double money bool datetime
+  picklist lookup uniqueidentifier rowversion``. Every entity has the system fields ``id`` (primary
+  key), ``createdon``, ``modifiedon``, ``createdby``, ``modifiedby``, ``ownerid`` and ``versionnumber``.
+* ``POST entities`` ``{"name", "display_name", "primary_name"}`` and ``POST entities/{name}/fields``
+  (a Field) -> 201; 409 when it already exists, which counts as success (provisioning is re-runnable).
+* Relationships are not a resource of their own: a 1:N relationship is a lookup field (its
+  ``targets``), so they are derived from the fields. N:N relationships are not supported.
 """
 
 from __future__ import annotations
@@ -39,43 +33,41 @@ from crmsync_desktop.sync.connectors.types import (
     RelationshipMeta,
 )
 
+PRIMARY_ID = "id"
+SYSTEM_FIELDS = frozenset({"id", "createdon", "modifiedon", "createdby", "modifiedby", "ownerid", "versionnumber"})
 _FROM_RESCO = {
-    "UniqueIdentifier": FieldType.UNIQUEIDENTIFIER,
-    "String": FieldType.STRING,
-    "Integer": FieldType.INTEGER,
-    "Float": FieldType.DOUBLE,
-    "Decimal": FieldType.DECIMAL,
-    "DateTime": FieldType.DATETIME,
-    "Picklist": FieldType.PICKLIST,
-    "PicklistMap": FieldType.MULTI_PICKLIST,
-    "Boolean": FieldType.BOOLEAN,
-    "Money": FieldType.MONEY,
-    "Binary": FieldType.BINARY,
-    "Lookup": FieldType.LOOKUP,
-    "RowVersion": FieldType.ROWVERSION,
+    "uniqueidentifier": FieldType.UNIQUEIDENTIFIER,
+    "string": FieldType.STRING,
+    "memo": FieldType.MEMO,
+    "int": FieldType.INTEGER,
+    "bigint": FieldType.BIGINT,
+    "decimal": FieldType.DECIMAL,
+    "double": FieldType.DOUBLE,
+    "money": FieldType.MONEY,
+    "bool": FieldType.BOOLEAN,
+    "datetime": FieldType.DATETIME,
+    "picklist": FieldType.PICKLIST,
+    "lookup": FieldType.LOOKUP,
+    "rowversion": FieldType.ROWVERSION,
 }
-# Lossy where Resco has no equivalent: memo -> String (long MaxLength), bigint -> Decimal, state/status -> Picklist.
+# Lossy where Resco has no equivalent: state/status -> picklist, owner -> lookup.
 _TO_RESCO = {
-    FieldType.UNIQUEIDENTIFIER: "UniqueIdentifier",
-    FieldType.STRING: "String",
-    FieldType.MEMO: "String",
-    FieldType.INTEGER: "Integer",
-    FieldType.BIGINT: "Decimal",
-    FieldType.DECIMAL: "Decimal",
-    FieldType.DOUBLE: "Float",
-    FieldType.MONEY: "Money",
-    FieldType.BOOLEAN: "Boolean",
-    FieldType.DATETIME: "DateTime",
-    FieldType.PICKLIST: "Picklist",
-    FieldType.STATE: "Picklist",
-    FieldType.STATUS: "Picklist",
-    FieldType.MULTI_PICKLIST: "PicklistMap",
-    FieldType.LOOKUP: "Lookup",
-    FieldType.OWNER: "Lookup",
-    FieldType.ROWVERSION: "RowVersion",
-    FieldType.BINARY: "Binary",
+    FieldType.UNIQUEIDENTIFIER: "uniqueidentifier",
+    FieldType.STRING: "string",
+    FieldType.MEMO: "memo",
+    FieldType.INTEGER: "int",
+    FieldType.BIGINT: "bigint",
+    FieldType.DECIMAL: "decimal",
+    FieldType.DOUBLE: "double",
+    FieldType.MONEY: "money",
+    FieldType.BOOLEAN: "bool",
+    FieldType.DATETIME: "datetime",
+    FieldType.PICKLIST: "picklist",
+    FieldType.STATE: "picklist",
+    FieldType.STATUS: "picklist",
+    FieldType.LOOKUP: "lookup",
+    FieldType.OWNER: "lookup",
 }
-_OWNERSHIP = {"UserOwned": Ownership.USER, "OrganizationOwned": Ownership.ORGANIZATION, "None": Ownership.NONE}
 
 
 def _values(body: Any) -> list[dict[str, Any]]:
@@ -84,36 +76,49 @@ def _values(body: Any) -> list[dict[str, Any]]:
     return [v for v in body["value"] if isinstance(v, dict)]
 
 
-def entity_from_wire(e: dict[str, Any], fields: tuple[FieldMeta, ...] = ()) -> EntityMeta:
-    name = str(e["LogicalName"])
-    return EntityMeta(
+def field_from_wire(a: dict[str, Any], primary_name: str | None) -> FieldMeta:
+    name = str(a["name"])
+    kind = _FROM_RESCO.get(str(a.get("type") or ""), FieldType.OTHER)
+    if name == "ownerid" and kind is FieldType.LOOKUP:
+        kind = FieldType.OWNER
+    system = bool(a.get("system")) or name in SYSTEM_FIELDS
+    writable = not system or name == "ownerid"
+    return FieldMeta(
         logical_name=name,
-        label=str(e.get("DisplayName") or ""),
-        collection_label=str(e.get("DisplayCollectionName") or ""),
-        entity_set_name=name,
-        primary_id=str(e.get("PrimaryIdAttribute") or "id"),
-        primary_name=str(e.get("PrimaryNameAttribute") or ""),
-        ownership=_OWNERSHIP.get(str(e.get("OwnershipType") or "UserOwned"), Ownership.USER),
-        change_tracking=False,  # row versions, but no tombstones
-        is_intersect=bool(e.get("IsIntersect")),
-        is_custom=bool(e.get("IsCustomEntity")),
-        fields=fields,
+        type=kind,
+        label=str(a.get("display_name") or ""),
+        targets=tuple(str(t) for t in a.get("targets") or ()),
+        options=tuple(OptionMeta(int(o["value"]), str(o.get("label") or "")) for o in a.get("options") or ()),
+        max_length=a.get("max_length"),
+        required=bool(a.get("required")),
+        is_primary_id=name == PRIMARY_ID,
+        is_primary_name=name == primary_name,
+        valid_for_create=writable,
+        valid_for_update=writable,
+        is_custom=not system,
     )
 
 
-def field_from_wire(a: dict[str, Any]) -> FieldMeta:
-    return FieldMeta(
-        logical_name=str(a["LogicalName"]),
-        type=_FROM_RESCO.get(str(a.get("Type") or ""), FieldType.OTHER),
-        label=str(a.get("DisplayName") or ""),
-        targets=tuple(str(t) for t in a.get("Targets") or ()),
-        options=tuple(OptionMeta(int(o["Value"]), str(o.get("Label") or "")) for o in a.get("Options") or ()),
-        max_length=a.get("MaxLength"),
-        precision=a.get("Precision"),
-        required=bool(a.get("IsRequired")),
-        is_primary_id=bool(a.get("IsPrimaryId")),
-        is_primary_name=bool(a.get("IsPrimaryName")),
-        is_custom=bool(a.get("IsCustomAttribute")),
+def entity_from_wire(e: dict[str, Any], *, with_fields: bool) -> EntityMeta:
+    name = str(e["name"])
+    primary_name = str(e.get("primary_name") or "") or None
+    fields = (
+        tuple(sorted((field_from_wire(a, primary_name) for a in e.get("fields") or ()), key=lambda f: f.logical_name))
+        if with_fields
+        else ()
+    )
+    return EntityMeta(
+        logical_name=name,
+        label=str(e.get("display_name") or ""),
+        collection_label=str(e.get("display_name") or ""),
+        entity_set_name=name,
+        primary_id=PRIMARY_ID,
+        primary_name=primary_name or "",
+        ownership=Ownership.USER,  # every Resco Cloud record has ownerid
+        change_tracking=True,  # row versions + GetDeletedRecords tombstones (docs/emulator.md)
+        is_intersect=False,
+        is_custom=not bool(e.get("system")),
+        fields=fields,
     )
 
 
@@ -121,64 +126,42 @@ def field_to_wire(f: FieldMeta) -> dict[str, Any]:
     if f.type not in _TO_RESCO:
         raise errors.ValidationError(f"A {f.type} field ({f.logical_name}) cannot be created in Resco Cloud.")
     body: dict[str, Any] = {
-        "LogicalName": f.logical_name,
-        "DisplayName": f.label or f.logical_name,
-        "Type": _TO_RESCO[f.type],
-        "IsRequired": f.required,
+        "name": f.logical_name,
+        "type": _TO_RESCO[f.type],
+        "display_name": f.label or f.logical_name,
+        "required": f.required,
     }
     if f.targets:
-        body["Targets"] = list(f.targets)
+        body["targets"] = list(f.targets)
     if f.options:
-        body["Options"] = [{"Value": o.value, "Label": o.label} for o in f.options]
-    if f.max_length is not None:
-        body["MaxLength"] = f.max_length
-    elif f.type is FieldType.MEMO:
-        body["MaxLength"] = 1_048_576
-    if f.precision is not None:
-        body["Precision"] = f.precision
-    elif f.type is FieldType.BIGINT:
-        body["Precision"] = 0
+        body["options"] = [{"value": o.value, "label": o.label} for o in f.options]
+    if f.max_length is not None and f.type in (FieldType.STRING, FieldType.MEMO):
+        body["max_length"] = f.max_length
     return body
 
 
-def relationship_from_wire(r: dict[str, Any]) -> RelationshipMeta:
-    if r.get("Type") == "ManyToMany":
-        return RelationshipMeta(
-            schema_name=str(r["SchemaName"]),
-            kind=RelationshipKind.MANY_TO_MANY,
-            entity1=str(r.get("Entity1LogicalName") or ""),
-            entity2=str(r.get("Entity2LogicalName") or ""),
-            intersect_entity=str(r.get("IntersectEntityName") or ""),
-            entity1_intersect_attribute=str(r.get("Entity1IntersectAttribute") or ""),
-            entity2_intersect_attribute=str(r.get("Entity2IntersectAttribute") or ""),
-            entity1_navigation=str(r["SchemaName"]),
-            entity2_navigation=str(r["SchemaName"]),
-        )
-    return RelationshipMeta(
-        schema_name=str(r["SchemaName"]),
-        kind=RelationshipKind.ONE_TO_MANY,
-        referenced_entity=str(r.get("ReferencedEntity") or ""),
-        referenced_attribute=str(r.get("ReferencedAttribute") or ""),
-        referencing_entity=str(r.get("ReferencingEntity") or ""),
-        referencing_attribute=str(r.get("ReferencingAttribute") or ""),
-        referencing_navigation=str(r.get("ReferencingAttribute") or ""),
-    )
-
-
-def relationship_to_wire(r: RelationshipMeta) -> dict[str, Any]:
-    if r.kind is RelationshipKind.MANY_TO_MANY:
-        return {
-            "SchemaName": r.schema_name, "Type": "ManyToMany",
-            "Entity1LogicalName": r.entity1, "Entity2LogicalName": r.entity2,
-            "IntersectEntityName": r.intersect_entity,
-            "Entity1IntersectAttribute": r.entity1_intersect_attribute,
-            "Entity2IntersectAttribute": r.entity2_intersect_attribute,
-        }
-    return {
-        "SchemaName": r.schema_name, "Type": "OneToMany",
-        "ReferencedEntity": r.referenced_entity, "ReferencedAttribute": r.referenced_attribute,
-        "ReferencingEntity": r.referencing_entity, "ReferencingAttribute": r.referencing_attribute,
-    }
+def relationships_of(entity: EntityMeta, others: list[EntityMeta]) -> list[RelationshipMeta]:
+    """1:N relationships from lookup fields: those of ``entity`` and those of others pointing at it."""
+    out: list[RelationshipMeta] = []
+    for meta in others:
+        for f in meta.fields:
+            if not f.type.is_lookup:
+                continue
+            for target in f.targets:
+                if meta.logical_name != entity.logical_name and target != entity.logical_name:
+                    continue
+                out.append(
+                    RelationshipMeta(
+                        schema_name=f"{meta.logical_name}_{f.logical_name}_{target}",
+                        kind=RelationshipKind.ONE_TO_MANY,
+                        referenced_entity=target,
+                        referenced_attribute=PRIMARY_ID,
+                        referencing_entity=meta.logical_name,
+                        referencing_attribute=f.logical_name,
+                        referencing_navigation=f.logical_name,
+                    )
+                )
+    return out
 
 
 class RescoMetadata:
@@ -188,60 +171,65 @@ class RescoMetadata:
         self._http = http
         self._root = root
         self._full: dict[str, EntityMeta] = {}
-        self._relationships: dict[str, RelationshipMeta] = {}
 
     def invalidate(self) -> None:
         self._full.clear()
-        self._relationships.clear()
+
+    async def _all(self) -> list[EntityMeta]:
+        body = await self._http.get_json(f"{self._root}entities")
+        metas = [entity_from_wire(e, with_fields=True) for e in _values(body)]
+        self._full.update({m.logical_name: m for m in metas})
+        return metas
 
     async def list_entities(self) -> list[EntityMeta]:
-        body = await self._http.get_json(f"{self._root}Entities")
-        return sorted((entity_from_wire(e) for e in _values(body)), key=lambda e: e.logical_name)
+        body = await self._http.get_json(f"{self._root}entities")
+        return sorted((entity_from_wire(e, with_fields=False) for e in _values(body)), key=lambda e: e.logical_name)
 
     async def get_entity(self, name: str) -> EntityMeta:
         if name not in self._full:
             try:
-                body = await self._http.get_json(f"{self._root}Entities('{name}')")
+                body = await self._http.get_json(f"{self._root}entities/{name}")
             except errors.NotFoundError as exc:
                 raise errors.NotFoundError(
                     f"The entity {name!r} does not exist in the Resco Cloud organization. Run Update Server/metadata sync first.",
                     entity=name, status=404,
                 ) from exc
-            fields = tuple(sorted((field_from_wire(a) for a in body.get("Attributes") or ()), key=lambda f: f.logical_name))
-            self._full[name] = entity_from_wire(body, fields)
+            self._full[name] = entity_from_wire(body, with_fields=True)
         return self._full[name]
 
     async def list_relationships(self, name: str) -> list[RelationshipMeta]:
-        rels = [relationship_from_wire(r) for r in _values(await self._http.get_json(f"{self._root}Entities('{name}')/Relationships"))]
-        self._relationships.update({r.schema_name: r for r in rels})
-        return rels
-
-    async def relationship(self, schema_name: str, entity_hint: str = "") -> RelationshipMeta:
-        if schema_name not in self._relationships and entity_hint:
-            await self.list_relationships(entity_hint)
-        if schema_name not in self._relationships:
-            raise errors.NotFoundError(f"The relationship {schema_name!r} is not known in the Resco Cloud organization.")
-        return self._relationships[schema_name]
+        entity = await self.get_entity(name)
+        return relationships_of(entity, await self._all())
 
     async def create_entity(self, entity: EntityMeta) -> None:
         body = {
-            "LogicalName": entity.logical_name,
-            "DisplayName": entity.label or entity.logical_name,
-            "DisplayCollectionName": entity.collection_label or entity.label or entity.logical_name,
-            "PrimaryNameAttribute": entity.primary_name or "name",
-            "OwnershipType": {Ownership.USER: "UserOwned", Ownership.ORGANIZATION: "OrganizationOwned"}.get(entity.ownership, "None"),
-            "IsIntersect": entity.is_intersect,
+            "name": entity.logical_name,
+            "display_name": entity.label or entity.logical_name,
+            "primary_name": entity.primary_name or "name",
         }
-        await self._create(f"{self._root}Entities", body)
+        await self._create(f"{self._root}entities", body)
         self._full.pop(entity.logical_name, None)
 
     async def create_field(self, entity: str, field: FieldMeta) -> None:
-        await self._create(f"{self._root}Entities('{entity}')/Attributes", field_to_wire(field))
+        if field.logical_name in SYSTEM_FIELDS:
+            return  # every Resco Cloud entity has them already
+        await self._create(f"{self._root}entities/{entity}/fields", field_to_wire(field))
         self._full.pop(entity, None)
 
     async def create_relationship(self, relationship: RelationshipMeta) -> None:
-        await self._create(f"{self._root}Relationships", relationship_to_wire(relationship))
-        self._relationships[relationship.schema_name] = relationship
+        """A 1:N relationship is its lookup field; N:N relationships are not supported (docs/emulator.md)."""
+        if relationship.kind is RelationshipKind.MANY_TO_MANY:
+            raise errors.ConfigError(
+                f"Resco Cloud many-to-many relationships ({relationship.schema_name}) cannot be created by crmsync yet; "
+                "create the relationship in the Resco Admin Console.",
+                entity=relationship.entity1,
+            )
+        entity = await self.get_entity(relationship.referencing_entity)
+        if entity.field(relationship.referencing_attribute) is None:
+            await self.create_field(
+                relationship.referencing_entity,
+                FieldMeta(relationship.referencing_attribute, FieldType.LOOKUP, targets=(relationship.referenced_entity,)),
+            )
 
     async def _create(self, path: str, body: dict[str, Any]) -> None:
         try:

@@ -1,42 +1,48 @@
-"""Resco Cloud data wire format: OData v4 rows <-> plain records, and the REST data-service calls.
+"""Resco Cloud wire shapes: OData rows <-> plain records, and the XML of the REST data service.
 
-Documented (resco.md §7.2/§7.3): OData root ``{base}/odata/v4/{org}/``, Basic auth, entity sets named
-by entity logical name, keys written ``{entity}('{id}')``, ``@odata.etag`` on rows, server pages of
-at most 1,000 rows with ``@odata.nextLink``; the REST data service at ``…/rest/v1/data`` with
-``WhoAmI``, ``GetMaxRowVersion`` and ``Fetch`` (FetchXML) methods.
+Documented (resco.md §7.1/§7.2/§7.3): OData root ``{base}/odata/v4/{org}/``, Basic auth, entity sets
+named by entity logical name, keys written ``{entity}('{id}')``, ``@odata.etag`` on rows, server pages
+of at most 1,000 rows with ``@odata.nextLink``; the REST data service at ``…/rest/v1/data`` with
+``WhoAmI``, ``GetMaxRowVersion``, ``Fetch``, ``UpdateMultiple?$create={create}`` and ``DeleteMultiple``
+among its methods, XML bodies (``application/xml``, a third-party summary).
 
-ASSUMED (not in any document we could read; the lead reconciles with docs/emulator.md):
-
-* REST root is path-style ``{base}/rest/v1/data/{org}/`` (domain-style roots are configurable);
-  bodies are JSON, not XML. ``POST WhoAmI`` -> ``{"UserId"|"SystemUserId", "BusinessUnitId",
-  "OrganizationId"}``. ``POST GetMaxRowVersion`` -> a JSON number (or ``{"value": n}``).
-  ``POST Fetch`` takes the FetchXML document as the body (``Content-Type: application/xml``) and
-  answers like Dataverse's FetchXML endpoint: ``{"value": [...],
-  "@Microsoft.Dynamics.CRM.morerecords": bool, "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie": "<cookie …/>"}``.
-* A lookup column is an OData property named after the attribute holding the target GUID, with the
-  target entity in ``<attr>@Microsoft.Dynamics.CRM.lookuplogicalname`` (falling back to the
-  field's single target); it is written as ``"<attr>@odata.bind": "<target>('<id>')"``.
-* Every entity has a ``versionnumber`` RowVersion column that can be filtered and ordered in OData
-  (``versionnumber gt N``); ``GetMaxRowVersion`` is the organization-wide maximum of it.
-* Upsert = ``PATCH {entity}('{id}')`` (404 when missing) then ``POST {entity}`` with the id in the body.
-* N:N links use OData ``$ref`` on a navigation property named after the relationship.
+Everything else here is an ASSUMPTION TO VERIFY AGAINST A LIVE ORGANIZATION. Each one is stated once,
+in docs/emulator.md section "Resco Cloud" → "Wire assumptions shared by the connector and the
+emulator"; the emulator implements exactly those shapes. In short: path-style REST root
+``{base}/rest/v1/data/{org}/``; the XML element names of WhoAmI / GetMaxRowVersion / Fetch results;
+``UpdateMultiple`` and ``DeleteMultiple`` bodies and per-record results; the ``GetDeletedRecords``
+method; ``id`` as primary key and ``versionnumber`` as row version; lookups as a GUID property with
+the target in ``<attr>@resco.lookuplogicalname``, written as ``"<attr>@odata.bind": "<target>('<id>')"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
+
+from crmsync_desktop import errors
 from crmsync_desktop.sync.connectors.types import EntityMeta, FieldValue, LookupValue, Record
 
-LOOKUP_ENTITY = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+LOOKUP_ENTITY = "@resco.lookuplogicalname"
 ROW_VERSION = "versionnumber"
+PRIMARY_ID = "id"
+XML_CONTENT_TYPE = "application/xml; charset=utf-8"
+MAX_MULTIPLE = 1000  # records per UpdateMultiple / DeleteMultiple request (assumed)
+
+_INT_TYPES = frozenset({"Integer", "Picklist", "RowVersion", "BigInt"})
+_FLOAT_TYPES = frozenset({"Decimal", "Float", "Money", "Double"})
 
 
 def key(entity: str, record_id: str) -> str:
     return f"{entity}('{record_id}')"
 
 
+# -- OData JSON ------------------------------------------------------------------------------------
 def record_from_wire(row: dict[str, Any], meta: EntityMeta, fields: Sequence[str]) -> Record:
     lookups = {f.logical_name: f for f in meta.fields if f.type.is_lookup}
     out: Record = {meta.primary_id: str(row.get(meta.primary_id) or "").lower()}
@@ -63,9 +69,128 @@ def body_from_record(record: Record, meta: EntityMeta, *, include_id: bool) -> d
         if isinstance(value, LookupValue):
             body[f"{name}@odata.bind"] = key(value.entity, value.id)
         else:
-            body[name] = _plain(value)
+            body[name] = value
     return body
 
 
-def _plain(value: FieldValue) -> Any:
-    return value
+# -- REST data service XML -------------------------------------------------------------------------
+def parse_xml(content: bytes, what: str) -> ET.Element:
+    try:
+        return DET.fromstring(content)
+    except (ET.ParseError, DefusedXmlException, ValueError) as exc:
+        raise errors.RemoteError(
+            f"Resco Cloud answered {what} with something that is not XML; is the server URL a Resco Cloud server?"
+        ) from exc
+
+
+def to_text(element: ET.Element) -> bytes:
+    return ET.tostring(element, encoding="utf-8", xml_declaration=True)
+
+
+def max_row_version_request(entity: str | None) -> bytes:
+    root = ET.Element("GetMaxRowVersionRequest")
+    if entity:
+        ET.SubElement(root, "EntityName").text = entity
+    return to_text(root)
+
+
+def deleted_records_request(entity: str, since: int) -> bytes:
+    root = ET.Element("GetDeletedRecordsRequest")
+    ET.SubElement(root, "EntityName").text = entity
+    ET.SubElement(root, "RowVersion").text = str(since)
+    return to_text(root)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPage:
+    rows: list[dict[str, Any]]  # OData-shaped rows (lookups with their LOOKUP_ENTITY annotation)
+    more: bool
+
+
+def fetch_page_from_xml(root: ET.Element) -> FetchPage:
+    """``<EntityCollection MoreRecords Page PagingCookie><Entity Id><Attribute Name Type [Target]>…``."""
+    if root.tag != "EntityCollection":
+        raise errors.RemoteError(f"Resco Cloud answered Fetch with <{root.tag}>, not <EntityCollection>.")
+    rows: list[dict[str, Any]] = []
+    for entity in root.findall("Entity"):
+        row: dict[str, Any] = {PRIMARY_ID: entity.get("Id")}
+        for attribute in entity.findall("Attribute"):
+            name = attribute.get("Name") or ""
+            row[name] = _typed(attribute.get("Type") or "String", attribute.text or "")
+            if attribute.get("Target"):
+                row[name + LOOKUP_ENTITY] = attribute.get("Target")
+        rows.append(row)
+    return FetchPage(rows, (root.get("MoreRecords") or "").lower() == "true")
+
+
+def _typed(kind: str, text: str) -> Any:
+    try:
+        if kind in _INT_TYPES:
+            return int(text)
+        if kind in _FLOAT_TYPES:
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "Boolean":
+        return text.strip().lower() in ("true", "1")
+    return text
+
+
+def _value_text(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def update_multiple_request(entity: str, items: Iterable[tuple[str, Record]], primary_id: str) -> bytes:
+    """``<EntityCollection EntityName><Entity LogicalName Id><Attribute Name [Target] [Null]>…`` (Fetch's shape)."""
+    root = ET.Element("EntityCollection", {"EntityName": entity})
+    for record_id, record in items:
+        element = ET.SubElement(root, "Entity", {"LogicalName": entity, "Id": record_id})
+        for name, value in record.items():
+            if name == primary_id:
+                continue
+            if value is None:
+                ET.SubElement(element, "Attribute", {"Name": name, "Null": "true"})
+            elif isinstance(value, LookupValue):
+                ET.SubElement(element, "Attribute", {"Name": name, "Target": value.entity}).text = value.id
+            else:
+                ET.SubElement(element, "Attribute", {"Name": name}).text = _value_text(value)
+    return to_text(root)
+
+
+def delete_multiple_request(entity: str, ids: Iterable[str]) -> bytes:
+    root = ET.Element("DeleteMultipleRequest")
+    for record_id in ids:
+        ET.SubElement(root, "EntityReference", {"LogicalName": entity, "Id": record_id})
+    return to_text(root)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    id: str
+    status: int
+    message: str | None
+
+
+def results_from_xml(root: ET.Element) -> list[WriteResult]:
+    """``<…Response><Result Id Status>[<Error><Code/><Message/></Error>]</Result>…``, in request order."""
+    out: list[WriteResult] = []
+    for item in root.findall("Result"):
+        try:
+            status = int(item.get("Status") or 0)
+        except ValueError:
+            status = 0
+        out.append(WriteResult(str(item.get("Id") or "").lower(), status, item.findtext("Error/Message")))
+    return out
+
+
+def rest_error_message(content: bytes) -> str | None:
+    """The ``<Error><Message>`` of a failed REST call, if the body is one."""
+    try:
+        root = DET.fromstring(content)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        return None
+    return root.findtext("Message") if root.tag == "Error" else None

@@ -62,7 +62,7 @@ def _key(record_id: str) -> int:
 
 async def sweep(
     db: Database, profile: str, server: Connector, client: Connector, plan: EntityPlan, recorder: RunRecorder,
-    fetch_filter: str,
+    fetch_filter: str, *, dry_run: bool = False,
 ) -> int:
     """Remove from the client what this profile holds and the server's filtered set no longer has."""
     on_server: set[int] = set()
@@ -78,12 +78,17 @@ async def sweep(
             break
         after = held[-1].record_id
         gone.extend(s.record_id for s in held if _key(s.record_id) not in on_server)
+        if dry_run:
+            removed += len(gone)
+            recorder.count(plan.entity, "deleted", len(gone))
+            gone.clear()
         while len(gone) >= ID_CHUNK:
             removed += await _remove(db, profile, client, plan, recorder, gone[:ID_CHUNK])
             del gone[:ID_CHUNK]
     if gone:
         removed += await _remove(db, profile, client, plan, recorder, gone)
-    recorder.info(f"Deletion sweep: {len(on_server)} record(s) on the server, {removed} removed from the client",
+    verb = "would be removed" if dry_run else "removed"
+    recorder.info(f"Deletion sweep: {len(on_server)} record(s) on the server, {removed} {verb} from the client",
                   plan.entity)
     return removed
 

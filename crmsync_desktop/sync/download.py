@@ -101,7 +101,10 @@ class EntityDownloader:
         client: Connector,
         recorder: RunRecorder,
         context: EvaluationContext,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
+        self.examples: dict[tuple[str, str], list[str]] = {}  # (entity, action) -> a few record ids
         self._db = db
         self._profile = profile
         self._server = server
@@ -132,7 +135,7 @@ class EntityDownloader:
         async for page in self._server.read_changes(plan.entity, plan.read_fields, token):
             done += len(page.upserts) + len(page.deleted_ids)
             await self.apply_page(plan, page)
-            if page.token is not None:
+            if page.token is not None and not self.dry_run:
                 value, kind = token_to_state(page.token)
                 now = datetime.now(UTC)
                 state = replace(state, token=value, strategy=kind, last_sync_at=now)
@@ -141,7 +144,8 @@ class EntityDownloader:
             self._rec.progress(plan.entity, "download", done)
         now = datetime.now(UTC)
         state = replace(state, last_sync_at=now, last_full_sync_at=now if full else state.last_full_sync_at)
-        await repos.put_sync_state(self._db, self._profile, state)
+        if not self.dry_run:
+            await repos.put_sync_state(self._db, self._profile, state)
         self._rec.progress(plan.entity, "download", done, done, force=True)
 
     # -- one page -----------------------------------------------------------------------
@@ -190,7 +194,15 @@ class EntityDownloader:
         else:
             self._rec.count(plan.entity, "skipped", len(held_ids))
 
+    def _example(self, entity: str, action: str, ids: Sequence[str]) -> None:
+        bucket = self.examples.setdefault((entity, action), [])
+        bucket.extend(ids[: max(0, 5 - len(bucket))])
+
     async def _delete_on_client(self, plan: EntityPlan, ids: list[str], *, reason: str) -> None:
+        if self.dry_run:
+            self._rec.count(plan.entity, "deleted", len(ids))
+            self._example(plan.entity, f"delete ({reason})", ids)
+            return
         results = await self._client.delete_many(plan.entity, ids)
         ok = [r.id for r in results if r.ok]
         failed = [r for r in results if not r.ok]
@@ -212,6 +224,14 @@ class EntityDownloader:
         changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]]
         self._rec.count(entity, "unchanged", len(projected) - len(changed))
         if not changed:
+            return
+        if self.dry_run:
+            created = [str(r[pid]) for r in changed if str(r[pid]) not in held]
+            updated = [str(r[pid]) for r in changed if str(r[pid]) in held]
+            self._rec.count(entity, "created", len(created))
+            self._rec.count(entity, "updated", len(updated))
+            self._example(entity, "create", created)
+            self._example(entity, "update", updated)
             return
         results = await self._client.upsert_many(entity, changed)
         now = datetime.now(UTC)
@@ -283,8 +303,8 @@ class EntityDownloader:
         written the same way again, hashes equal, and leaves the set.
         """
         waiting = await repos.list_download_retries(self._db, self._profile, plan.entity)
-        if not waiting:
-            return 0
+        if not waiting or self.dry_run:
+            return len(waiting)
         ids = sorted(waiting)
         self._rec.info(f"Retrying {len(ids)} record(s) by id", plan.entity)
         pid = plan.fields.primary_id

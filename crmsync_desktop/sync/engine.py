@@ -13,8 +13,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, AsyncIterator, Protocol, TypeVar
 
 from crmsync_desktop.domain import (
@@ -33,10 +33,12 @@ from crmsync_desktop.errors import (
     ThrottledError,
 )
 from crmsync_desktop.store import repos
+from crmsync_desktop.auth.credentials import CredentialStore
 from crmsync_desktop.store.db import Database
+from crmsync_desktop.store.values import JobRun, RunLogLine
 from crmsync_desktop.sync import metadata_sync
 from crmsync_desktop.sync.connectors.base import Connector
-from crmsync_desktop.sync.connectors.types import EntityMeta
+from crmsync_desktop.sync.connectors.types import EntityMeta, Identity
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, sweep
 from crmsync_desktop.sync.download import EntityDownloader, EntityPlan
 from crmsync_desktop.sync.events import EngineState, EventBus, StateChanged
@@ -81,6 +83,14 @@ class RunResult:
     summary: str
     counts: dict[str, dict[str, int]]
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterPreview:
+    entity: str
+    count: int
+    count_is_lower_bound: bool
+    sample: tuple[tuple[str, str], ...]  # (id, primary name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +277,11 @@ class SyncEngine:
                 resync.append(cfg.logical_name)
         await repos.save_entity_configs(self._db, profile, list(configs))
         for name in resync:
-            await repos.reset_entity_state(self._db, profile, name)
+            # Forget the cursor (the next sync reads everything) but keep what the client holds,
+            # so records that left a changed filter are still recognised and removed.
+            state = await repos.get_sync_state(self._db, profile, name)
+            if state is not None and state.token:
+                await repos.put_sync_state(self._db, profile, replace(state, token=None))
         return resync
 
     async def entity_statuses(self, profile: str) -> list[EntityStatus]:
@@ -295,6 +309,79 @@ class SyncEngine:
                 )
             )
         return out
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def test_connection(self, profile: str) -> tuple[Identity | CrmSyncError, Identity | CrmSyncError]:
+        """Sign in to both organizations and ask who we are; each side's failure is returned, not raised."""
+        p = await repos.get_profile(self._db, profile)
+        try:
+            pair = await self._connectors.open(p)
+        except CrmSyncError as exc:
+            return exc, exc
+        try:
+            results = []
+            for conn in (pair.server, pair.client):
+                try:
+                    results.append(await conn.whoami())
+                except CrmSyncError as exc:
+                    results.append(exc)
+            return results[0], results[1]
+        finally:
+            await pair.aclose()
+
+    async def disconnect(self, profile: str, credentials: CredentialStore) -> None:
+        """End the connection: forget sync and record state and the stored secrets; keep the configuration.
+
+        Offline transactions still waiting are kept (they may be the only copy of a user's change);
+        deleting the client organization is a separate, confirmed action.
+        """
+        async with self._lock(profile):
+            p = await repos.get_profile(self._db, profile)
+            for cfg in await repos.list_entity_configs(self._db, profile):
+                await repos.reset_entity_state(self._db, profile, cfg.logical_name)
+            await repos.save_profile(self._db, replace(p, state=ConnectionState.DISCONNECTED))
+            await credentials.adelete_profile(profile)
+            self.bus.publish(StateChanged(profile, EngineState.IDLE, "disconnected"))
+
+    # -- metadata for the console -------------------------------------------------------------
+
+    async def server_schema(self, profile: str) -> metadata_sync.Schema:
+        """The server's entities, fields and relationships as last replicated (for pickers and editors)."""
+        return metadata_sync.snapshot_to_schema(await repos.load_metadata_snapshot(self._db, profile))
+
+    async def preview_filter(
+        self, profile: str, entity: str, fetch_xml: str, *, sample_size: int = 10, count_limit: int = 100_000
+    ) -> FilterPreview:
+        """How many server records a filter matches (counted up to ``count_limit``) and a sample of them."""
+        parsed = parse_filter(fetch_xml, entity=entity) if fetch_xml.strip() else FetchFilter(entity=entity)
+        schema = await self.server_schema(profile)
+        problems = validate_filter(parsed, metadata_sync.filter_metadata(schema))
+        if problems:
+            raise FilterError("; ".join(str(p) for p in problems), entity=entity)
+        meta = schema.entity(entity)
+        xml = render_filter(parsed if not parsed.is_empty else FetchFilter(entity=entity))
+        async with self._session(profile) as (_, pair):
+            count = 0
+            async for ids in pair.server.read_ids(entity, fetch_filter=xml):
+                count += len(ids)
+                if count >= count_limit:
+                    break
+            sample: list[tuple[str, str]] = []
+            fields = [f for f in (meta.primary_id, meta.primary_name) if f]
+            async for page in pair.server.read_pages(entity, fields, fetch_filter=xml, page_size=sample_size):
+                sample = [(str(r.get(meta.primary_id, "")), str(r.get(meta.primary_name, "") or "")) for r in
+                          page.records[:sample_size]]
+                break
+        return FilterPreview(entity, min(count, count_limit), count >= count_limit, tuple(sample))
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def list_runs(self, profile: str | None = None, *, limit: int = 50) -> list[JobRun]:
+        return await repos.list_runs(self._db, profile, limit=limit)
+
+    async def run_log(self, run_id: int, *, limit: int = 5000) -> list[RunLogLine]:
+        return await repos.list_log_lines(self._db, run_id, limit=limit)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -354,17 +441,43 @@ class SyncEngine:
         trigger: RunTrigger = RunTrigger.MANUAL,
     ) -> RunResult:
         """Download server changes (everything when ``full``) for the enabled entities."""
+        result, _ = await self._sync(profile, full=full, entities=entities, trigger=trigger, dry_run=False)
+        return result
 
-        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> None:
+    async def dry_run(
+        self, profile: str, *, full: bool = False, entities: Sequence[str] | None = None
+    ) -> tuple[RunResult, dict[tuple[str, str], list[str]]]:
+        """What a sync would create, update and delete per entity (counts and example ids); writes nothing.
+
+        Tracking records are not read in a dry run (reading them moves their cursor).
+        """
+        result, examples = await self._sync(profile, full=full, entities=entities, trigger=RunTrigger.MANUAL,
+                                            dry_run=True)
+        return result, examples or {}
+
+    async def _sync(
+        self,
+        profile: str,
+        *,
+        full: bool,
+        entities: Sequence[str] | None,
+        trigger: RunTrigger,
+        dry_run: bool,
+    ) -> tuple[RunResult, dict[tuple[str, str], list[str]] | None]:
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> dict[tuple[str, str], list[str]]:
             plans, context, _ = await self._plans(p.name, pair, entities)
             downloader = EntityDownloader(
-                db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context
+                db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context,
+                dry_run=dry_run,
             )
             for plan in plans:
                 await downloader.sync(plan, full=full)
                 if plan.deletion is DeletionStrategy.SWEEP:
                     await sweep(self._db, p.name, pair.server, pair.client, plan, rec,
-                                render_filter(_entity_filter(plan)))
+                                render_filter(_entity_filter(plan)), dry_run=dry_run)
+            if dry_run:
+                await rec.flush()
+                return downloader.examples
             if any(plan.deletion is DeletionStrategy.TRACKING for plan in plans):
                 await apply_tracking(self._db, p.name, pair.server, pair.client,
                                      {plan.entity: plan for plan in plans}, downloader, rec)
@@ -373,10 +486,10 @@ class SyncEngine:
                 if waiting:
                     rec.warning(f"{waiting} record(s) still wait for a retry", plan.entity)
             await rec.flush()
+            return downloader.examples
 
-        kind = "sync_all" if full else "incremental"
-        result, _ = await self._run(profile, kind, trigger, body)
-        return result
+        kind = ("dry_run_" if dry_run else "") + ("sync_all" if full else "incremental")
+        return await self._run(profile, kind, trigger, body)
 
     async def verify(self, profile: str, entities: Sequence[str] | None = None) -> tuple[RunResult, VerifyReport | None]:
         """Compare both organizations for the enabled entities under their sync filters."""
@@ -395,8 +508,6 @@ def _entity_filter(plan: EntityPlan) -> FetchFilter:
 
 
 def _with_state(profile: ConnectionProfile, state: ConnectionState) -> ConnectionProfile:
-    from dataclasses import replace
-
     return replace(profile, state=state)
 
 
@@ -416,7 +527,5 @@ def _state_for(exc: CrmSyncError) -> EngineState:
 
 def _throttled_until(exc: CrmSyncError) -> datetime | None:
     if isinstance(exc, ThrottledError):
-        from datetime import timedelta
-
         return datetime.now(UTC) + timedelta(seconds=exc.retry_after)
     return None

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from crmsync_desktop.domain import ConnectionState, RunStatus, RunTrigger
+from crmsync_desktop.domain import ConnectionState, RunStatus, RunTrigger, ScheduleConfig
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.values import ScheduleState
@@ -187,7 +187,9 @@ def compute_status(
         # a failed scheduled run is retried on the back-off timer, whatever the catch-up policy
         grid = state.last_success_at + interval if state.last_success_at is not None else now
         retry = max(grid, paused_until) if paused_until is not None else grid
-        kind = ScheduleKind.BACKING_OFF if paused_until is not None and paused_until > now else ScheduleKind.IDLE
+        kind = (
+            ScheduleKind.BACKING_OFF if paused_until is not None and paused_until > now else ScheduleKind.IDLE
+        )
         return status(kind, retry)
     if paused_until is not None and paused_until > now:  # a timed pause written by someone else
         return status(ScheduleKind.PAUSED, max(due, paused_until))
@@ -236,7 +238,8 @@ class Scheduler:
         self._wake_retries_backoff = False
         self._last_tick_at: datetime | None = None
         self._hold_until: datetime | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one evaluation at a time
+        self._writes = asyncio.Lock()  # read-modify-write of a ScheduleState, one at a time
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -274,8 +277,6 @@ class Scheduler:
         while True:
             try:
                 await self._track(self.tick())
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("Scheduler tick failed")
             await self._clock.sleep(self.policy.tick_seconds)
@@ -332,20 +333,30 @@ class Scheduler:
         """Re-read every profile's schedule now (after a settings change) and start what is due."""
         await self._track(self._evaluate())
 
+    async def configure(self, profile: str, config: ScheduleConfig) -> None:
+        """Store the schedule settings of ``profile`` (enabled, interval) and re-evaluate."""
+        async with self._writes:
+            await repos.save_schedule_config(self._db, profile, config)
+        await self.refresh()
+
     async def pause(self, profile: str | None = None) -> None:
         """Pause the schedule of ``profile`` (every profile when None) until resumed; persisted."""
         for name in await self._names(profile):
-            state = await repos.get_schedule_state(self._db, name)
-            if not is_user_paused(state):
-                await repos.put_schedule_state(self._db, name, replace(state, paused_until=PAUSED_INDEFINITELY))
+            async with self._writes:
+                state = await repos.get_schedule_state(self._db, name)
+                if not is_user_paused(state):
+                    await repos.put_schedule_state(
+                        self._db, name, replace(state, paused_until=PAUSED_INDEFINITELY)
+                    )
         await self.refresh()
 
     async def resume(self, profile: str | None = None) -> None:
         """Undo :meth:`pause`; a back-off still running is kept."""
         for name in await self._names(profile):
-            state = await repos.get_schedule_state(self._db, name)
-            if is_user_paused(state):
-                await repos.put_schedule_state(self._db, name, replace(state, paused_until=None))
+            async with self._writes:
+                state = await repos.get_schedule_state(self._db, name)
+                if is_user_paused(state):
+                    await repos.put_schedule_state(self._db, name, replace(state, paused_until=None))
         await self.refresh()
 
     # -- internals ----------------------------------------------------------------------------
@@ -376,8 +387,6 @@ class Scheduler:
         self._hold_until = None
         try:
             await self._track(self._evaluate(retry_backoff=retry_backoff))
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("Scheduler evaluation after a resume or network-up failed")
 
@@ -389,14 +398,21 @@ class Scheduler:
             for profile in profiles:
                 state = await repos.get_schedule_state(self._db, profile.name)
                 status = compute_status(
-                    profile.name, state, now, self.policy,
+                    profile.name,
+                    state,
+                    now,
+                    self.policy,
                     running=self.is_running(profile.name),
                     connected=profile.state is ConnectionState.CONNECTED,
                 )
                 self._publish(status)
                 if held:
                     continue
-                due = status.kind is ScheduleKind.IDLE and status.next_run_at is not None and status.next_run_at <= now
+                due = (
+                    status.kind is ScheduleKind.IDLE
+                    and status.next_run_at is not None
+                    and status.next_run_at <= now
+                )
                 if due or (retry_backoff and status.kind is ScheduleKind.BACKING_OFF):
                     self._start(profile.name, RunTrigger.SCHEDULE)
             for gone in set(self._statuses) - {p.name for p in profiles}:
@@ -412,7 +428,9 @@ class Scheduler:
             return None
         job = asyncio.get_running_loop().create_task(self._job(profile, trigger), name=f"sync:{profile}")
         self._jobs[profile] = job
-        job.add_done_callback(lambda done: self._jobs.pop(profile) if self._jobs.get(profile) is done else None)
+        job.add_done_callback(
+            lambda done: self._jobs.pop(profile) if self._jobs.get(profile) is done else None
+        )
         previous = self._statuses.get(profile)
         self._publish(
             replace(previous, kind=ScheduleKind.RUNNING, next_run_at=None)
@@ -424,18 +442,16 @@ class Scheduler:
     async def _job(self, profile: str, trigger: RunTrigger) -> None:
         started = self._clock.now()
         try:
-            state = await repos.get_schedule_state(self._db, profile)
-            await repos.put_schedule_state(self._db, profile, replace(state, last_started_at=started))
+            async with self._writes:
+                state = await repos.get_schedule_state(self._db, profile)
+                await repos.put_schedule_state(self._db, profile, replace(state, last_started_at=started))
             try:
                 outcome = (await self._runner(profile, trigger=trigger)).status
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("The %s sync of %s failed", trigger, profile)
                 outcome = RunStatus.FAILED
-            await self._record(profile, trigger, started, outcome)
-        except asyncio.CancelledError:
-            raise
+            async with self._writes:
+                await self._record(profile, trigger, started, outcome)
         except Exception:
             log.exception("Could not record the %s sync of %s", trigger, profile)
         try:
@@ -463,7 +479,10 @@ class Scheduler:
         state = await repos.get_schedule_state(self._db, profile)
         self._publish(
             compute_status(
-                profile, state, self._clock.now(), self.policy,
+                profile,
+                state,
+                self._clock.now(),
+                self.policy,
                 running=running,
                 connected=connection.state is ConnectionState.CONNECTED,
             )

@@ -113,7 +113,9 @@ class TrayState:
         return "Resume" if self.paused else "Pause"
 
 
-def tray_state(current: TrayInput, previous: TrayInput | None = None, *, tz: tzinfo | None = None) -> TrayState:
+def tray_state(
+    current: TrayInput, previous: TrayInput | None = None, *, tz: tzinfo | None = None
+) -> TrayState:
     """The tray for ``current``; ``previous`` is the input of the last call (None at start-up).
 
     ``tz`` is the zone for the times in the tooltip (None: the machine's local zone).
@@ -226,7 +228,8 @@ def _notification(current: TrayInput, previous: TrayInput | None) -> TrayNotific
         new = current.errors - before.errors
         return TrayNotification(
             f"{_plural(new, 'transaction')} failed",
-            f"{_plural(current.errors, 'transaction')} now in Error{where}. Open the console to fix or retry them.",
+            f"{_plural(current.errors, 'transaction')} now in Error{where}. "
+            "Open the console to fix or retry them.",
             NotificationLevel.WARNING,
         )
     return None

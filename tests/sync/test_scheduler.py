@@ -225,24 +225,63 @@ S = ScheduleState
         (S(last_success_at=at(0), interval_minutes=15), at(10), False, True, ScheduleKind.IDLE, at(15)),
         (S(), at(10), False, True, ScheduleKind.IDLE, at(10)),
         (S(last_success_at=at(0)), at(90), False, True, ScheduleKind.IDLE, at(60)),  # overdue: due now
-        (S(last_success_at=at(0), interval_minutes=0), at(0), False, True, ScheduleKind.IDLE, at(1)),  # >= 1 min
+        (
+            S(last_success_at=at(0), interval_minutes=0),
+            at(0),
+            False,
+            True,
+            ScheduleKind.IDLE,
+            at(1),
+        ),  # >= 1 min
         (S(last_success_at=at(0)), at(10), True, True, ScheduleKind.RUNNING, None),
         (S(enabled=False, last_success_at=at(0)), at(10), False, True, ScheduleKind.DISABLED, None),
         (S(last_success_at=at(0)), at(10), False, False, ScheduleKind.DISABLED, None),
         (S(paused_until=PAUSED_INDEFINITELY), at(10), False, True, ScheduleKind.PAUSED, None),
         # a user pause wins over a back-off
-        (S(consecutive_failures=2, paused_until=PAUSED_INDEFINITELY), at(10), False, True, ScheduleKind.PAUSED, None),
+        (
+            S(consecutive_failures=2, paused_until=PAUSED_INDEFINITELY),
+            at(10),
+            False,
+            True,
+            ScheduleKind.PAUSED,
+            None,
+        ),
         # backing off: the retry time is the end of the back-off
-        (S(last_success_at=at(0), consecutive_failures=1, paused_until=at(61)), at(60.5), False, True,
-         ScheduleKind.BACKING_OFF, at(61)),
-        (S(consecutive_failures=3, paused_until=at(20)), at(10), False, True, ScheduleKind.BACKING_OFF, at(20)),
+        (
+            S(last_success_at=at(0), consecutive_failures=1, paused_until=at(61)),
+            at(60.5),
+            False,
+            True,
+            ScheduleKind.BACKING_OFF,
+            at(61),
+        ),
+        (
+            S(consecutive_failures=3, paused_until=at(20)),
+            at(10),
+            False,
+            True,
+            ScheduleKind.BACKING_OFF,
+            at(20),
+        ),
         # back-off over: due (retry) now
-        (S(last_success_at=at(0), consecutive_failures=1, paused_until=at(61)), at(62), False, True,
-         ScheduleKind.IDLE, at(61)),
+        (
+            S(last_success_at=at(0), consecutive_failures=1, paused_until=at(61)),
+            at(62),
+            False,
+            True,
+            ScheduleKind.IDLE,
+            at(61),
+        ),
         (S(consecutive_failures=1), at(10), False, True, ScheduleKind.IDLE, at(10)),
         # the interval grew past the back-off: the grid wins
-        (S(last_success_at=at(0), interval_minutes=120, consecutive_failures=1, paused_until=at(61)), at(62),
-         False, True, ScheduleKind.IDLE, at(120)),
+        (
+            S(last_success_at=at(0), interval_minutes=120, consecutive_failures=1, paused_until=at(61)),
+            at(62),
+            False,
+            True,
+            ScheduleKind.IDLE,
+            at(120),
+        ),
         # a timed pause (no failures): paused until then
         (S(last_success_at=at(0), paused_until=at(90)), at(10), False, True, ScheduleKind.PAUSED, at(90)),
         (S(last_success_at=at(0), paused_until=at(30)), at(10), False, True, ScheduleKind.PAUSED, at(60)),
@@ -250,7 +289,11 @@ S = ScheduleState
     ],
 )
 def test_compute_status(
-    state: ScheduleState, now: datetime, running: bool, connected: bool, kind: ScheduleKind,
+    state: ScheduleState,
+    now: datetime,
+    running: bool,
+    connected: bool,
+    kind: ScheduleKind,
     next_run_at: datetime | None,
 ) -> None:
     status = compute_status(P, state, now, SchedulePolicy(), running=running, connected=connected)
@@ -304,8 +347,11 @@ async def test_start_waits_the_grace_delay_then_runs_a_never_synced_profile_once
     # never synced: "due now" moves with the clock, so the held start-up tick and the evaluation after
     # the grace delay both publish
     assert [(s.kind, s.next_run_at) for s in seen] == [
-        (ScheduleKind.IDLE, at(0)), (ScheduleKind.IDLE, at(0.5)), (ScheduleKind.RUNNING, None),
-        (ScheduleKind.IDLE, at(60.5))]
+        (ScheduleKind.IDLE, at(0)),
+        (ScheduleKind.IDLE, at(0.5)),
+        (ScheduleKind.RUNNING, None),
+        (ScheduleKind.IDLE, at(60.5)),
+    ]
 
     await step(scheduler, clock, 30)  # the tick at one minute: not due
     assert len(runner.calls) == 1
@@ -313,7 +359,9 @@ async def test_start_waits_the_grace_delay_then_runs_a_never_synced_profile_once
 
 
 @pytest.mark.asyncio
-async def test_runs_when_the_wall_clock_reaches_last_success_plus_interval(db: Database, clock: FakeClock) -> None:
+async def test_runs_when_the_wall_clock_reaches_last_success_plus_interval(
+    db: Database, clock: FakeClock
+) -> None:
     await put_state(db, S(interval_minutes=15, last_success_at=at(-10)))
     runner = FakeRunner()
     scheduler = await started(Scheduler(db, runner, clock=clock), clock)
@@ -342,7 +390,9 @@ async def test_a_clock_jump_is_a_resume_debounced_by_the_grace_delay(
 ) -> None:
     await put_state(db, S(last_success_at=at(-10)))  # due at 50 min
     runner = FakeRunner()
-    scheduler = await started(Scheduler(db, runner, clock=clock, policy=SchedulePolicy(catch_up=catch_up)), clock)
+    scheduler = await started(
+        Scheduler(db, runner, clock=clock, policy=SchedulePolicy(catch_up=catch_up)), clock
+    )
     await step(scheduler, clock, 30)  # tick at 1 min
     clock.suspend(timedelta(hours=3))  # the lid closes; the loop's sleep does not count it
     await step(scheduler, clock, 60)  # first tick after resume, wall 3 h 2 min: jump seen, held
@@ -391,7 +441,9 @@ async def test_notify_resumed_is_debounced(db: Database, clock: FakeClock) -> No
 
 
 @pytest.mark.asyncio
-async def test_network_up_retries_a_backing_off_profile_after_the_grace_delay(db: Database, clock: FakeClock) -> None:
+async def test_network_up_retries_a_backing_off_profile_after_the_grace_delay(
+    db: Database, clock: FakeClock
+) -> None:
     await put_state(db, S(last_success_at=at(-120), consecutive_failures=2, paused_until=at(10)))
     runner = FakeRunner()
     scheduler = await started(Scheduler(db, runner, clock=clock), clock)  # mono 30
@@ -409,7 +461,9 @@ async def test_network_up_retries_a_backing_off_profile_after_the_grace_delay(db
 
 
 @pytest.mark.asyncio
-async def test_a_resume_during_a_network_up_grace_keeps_the_back_off_retry(db: Database, clock: FakeClock) -> None:
+async def test_a_resume_during_a_network_up_grace_keeps_the_back_off_retry(
+    db: Database, clock: FakeClock
+) -> None:
     await put_state(db, S(consecutive_failures=1, paused_until=at(10)))
     runner = FakeRunner()
     scheduler = Scheduler(db, runner, clock=clock)
@@ -452,7 +506,11 @@ async def test_back_off_grows_is_persisted_and_recovers(db: Database, clock: Fak
             await step(scheduler, clock, mono - clock.mono)
         state = await get_schedule_state(db, P)
         assert (clock.mono, len(runner.calls), state.consecutive_failures, state.paused_until) == (
-            mono, runs, failures, paused_until)
+            mono,
+            runs,
+            failures,
+            paused_until,
+        )
         status = scheduler.status(P)
         assert status is not None and status.kind is kind
         if kind is ScheduleKind.BACKING_OFF:
@@ -474,7 +532,9 @@ async def test_a_raising_runner_is_logged_and_counts_as_a_failure(
 
 
 @pytest.mark.asyncio
-async def test_sync_now_bypasses_back_off_and_a_manual_failure_leaves_it_alone(db: Database, clock: FakeClock) -> None:
+async def test_sync_now_bypasses_back_off_and_a_manual_failure_leaves_it_alone(
+    db: Database, clock: FakeClock
+) -> None:
     backing_off = S(last_success_at=at(-120), consecutive_failures=3, paused_until=at(3))
     await put_state(db, backing_off)
     runner = FakeRunner(RunStatus.FAILED, RunStatus.SUCCEEDED)
@@ -553,7 +613,9 @@ async def test_a_profile_the_engine_is_busy_with_is_not_started(db: Database, cl
 
 
 @pytest.mark.asyncio
-async def test_pause_and_resume_are_persisted(db: Database, db_paths: tuple[Path, Path], clock: FakeClock) -> None:
+async def test_pause_and_resume_are_persisted(
+    db: Database, db_paths: tuple[Path, Path], clock: FakeClock
+) -> None:
     await put_state(db, S(last_success_at=at(-120)))  # overdue
     runner = FakeRunner()
     scheduler = Scheduler(db, runner, clock=clock)
@@ -655,10 +717,11 @@ async def test_disabled_and_disconnected_profiles_never_run(db: Database, clock:
     await scheduler.drain()
     assert runner.calls == []
     assert [(s.profile, s.kind) for s in scheduler.statuses()] == [
-        ("Contoso", ScheduleKind.DISABLED), ("Fabrikam", ScheduleKind.DISABLED)]
+        ("Contoso", ScheduleKind.DISABLED),
+        ("Fabrikam", ScheduleKind.DISABLED),
+    ]
 
-    await save_schedule_config(db, P, ScheduleConfig(enabled=True, interval_minutes=10))
-    await scheduler.refresh()
+    await scheduler.configure(P, ScheduleConfig(enabled=True, interval_minutes=10))
     await scheduler.drain()
     assert runner.calls == [(P, RunTrigger.SCHEDULE)]
     assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(10), at(0), 0)

@@ -43,7 +43,10 @@ class Calls:
         return lambda: self.names.append(name)
 
     def kwargs(self) -> dict[str, Callable[[], object]]:
-        return {n: getattr(self, n) for n in ("on_sync_now", "on_pause", "on_resume", "on_open_console", "on_quit")}
+        return {
+            n: getattr(self, n)
+            for n in ("on_sync_now", "on_pause", "on_resume", "on_open_console", "on_quit")
+        }
 
 
 @pytest.fixture
@@ -66,7 +69,10 @@ def tray(qapp: object, tray_available: None, calls: Calls) -> Iterator[TrayIcon]
 
 
 def state(**fields: object) -> TrayState:
-    values: dict[str, object] = {"now": NOW, "schedule": ScheduleStatus("Contoso", ScheduleKind.IDLE, NOW, NOW)}
+    values: dict[str, object] = {
+        "now": NOW,
+        "schedule": ScheduleStatus("Contoso", ScheduleKind.IDLE, NOW, NOW),
+    }
     return tray_state(TrayInput(**(values | fields)), tz=UTC)  # type: ignore[arg-type]
 
 
@@ -85,7 +91,9 @@ def test_offscreen_reports_no_tray_and_create_tray_falls_back(qapp: object, call
 # Showing a tray icon on a platform without a tray host makes Qt's generic tray fallback connect
 # to a signal the offscreen platform lacks; that warning is an artefact of offscreen only.
 @pytest.mark.qt_log_ignore(r"No such signal QPlatformNativeInterface::systemTrayWindowChanged")
-def test_with_a_tray_create_tray_builds_and_shows_it(qapp: object, tray_available: None, calls: Calls) -> None:
+def test_with_a_tray_create_tray_builds_and_shows_it(
+    qapp: object, tray_available: None, calls: Calls
+) -> None:
     tray, message = create_tray(**calls.kwargs())
     try:
         assert isinstance(tray, TrayIcon)
@@ -223,7 +231,9 @@ def test_every_state_has_a_valid_svg_icon(qapp: object, tray: TrayIcon, name: Tr
     assert tray.icon_name is name
 
 
-def test_a_missing_icon_file_is_reported(qapp: object, monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_a_missing_icon_file_is_reported(
+    qapp: object, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
     from crmsync_desktop.ui import icons
 
     monkeypatch.setattr(icons, "TRAY_ICON_DIR", tmp_path)
@@ -244,12 +254,23 @@ def test_a_missing_icon_file_is_reported(qapp: object, monkeypatch: pytest.Monke
     ],
 )
 def test_a_notification_is_shown_as_a_tray_message(
-    tray: TrayIcon, monkeypatch: pytest.MonkeyPatch, level: NotificationLevel, qt_icon: QSystemTrayIcon.MessageIcon
+    tray: TrayIcon,
+    monkeypatch: pytest.MonkeyPatch,
+    level: NotificationLevel,
+    qt_icon: QSystemTrayIcon.MessageIcon,
 ) -> None:
     shown: list[tuple[object, ...]] = []
     monkeypatch.setattr(tray._tray, "showMessage", lambda *args: shown.append(args))
     note = TrayNotification("Sync of Contoso failed", "HTTP 500", level)
-    tray.apply(TrayState(icon=TrayIconName.ERROR, tooltip="t", can_sync_now=True, can_pause=True, paused=False,
-                         notification=note))
+    tray.apply(
+        TrayState(
+            icon=TrayIconName.ERROR,
+            tooltip="t",
+            can_sync_now=True,
+            can_pause=True,
+            paused=False,
+            notification=note,
+        )
+    )
     tray.apply(state())  # no notification: nothing shown
     assert shown == [("Sync of Contoso failed", "HTTP 500", qt_icon, tray_module.NOTIFICATION_MSECS)]

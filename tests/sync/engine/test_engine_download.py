@@ -186,3 +186,40 @@ def test_a_failed_record_is_retried_by_id_and_never_skipped(rig: Rig) -> None:
     assert second.status is RunStatus.SUCCEEDED, second.error
     assert rig.client.get("account", ids[3]) is not None
     assert rig.run(repos.count_download_retries(rig.db, PROFILE)) == {}
+
+
+def test_dry_run_reports_and_writes_nothing(rig: Rig) -> None:
+    ids = seed_accounts(rig, 6)
+    connect_and_enable(rig, EntityConfig("account", sync_deletion=True))
+    rig.run(rig.engine.sync(PROFILE, full=True))
+    rig.server.put("account", {"accountid": ids[0], "name": "changed"})
+    rig.server.put("account", {"accountid": _id(50), "name": "new", "statecode": 0})
+    rig.server.delete("account", ids[1])
+    before = {r["accountid"]: dict(r) for r in rig.client.records("account")}
+    result, examples = rig.run(rig.engine.dry_run(PROFILE))
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.counts["account"]["created"] == 1
+    assert result.counts["account"]["updated"] == 1
+    assert result.counts["account"]["deleted"] == 1
+    assert examples[("account", "create")] == [_id(50)]
+    assert {r["accountid"]: dict(r) for r in rig.client.records("account")} == before
+    real = rig.run(rig.engine.sync(PROFILE))  # the cursor did not move: the real sync sees the same
+    assert (real.counts["account"]["created"], real.counts["account"]["updated"]) == (1, 1)
+
+
+def test_preview_filter_counts_and_samples(rig: Rig) -> None:
+    ids = seed_accounts(rig, 12)
+    for rid in ids[:4]:
+        rig.server.put("account", {"accountid": rid, "statecode": 1})
+    connect_and_enable(rig, EntityConfig("account"))
+    inactive = ('<fetch><entity name="account"><filter><condition attribute="statecode" operator="eq" '
+                'value="1"/></filter></entity></fetch>')
+    preview = rig.run(rig.engine.preview_filter(PROFILE, "account", inactive, sample_size=3))
+    assert preview.count == 4 and not preview.count_is_lower_bound
+    assert len(preview.sample) == 3 and all(name.startswith("Account") for _, name in preview.sample)
+    import pytest
+
+    from crmsync_desktop.errors import FilterError
+
+    with pytest.raises(FilterError, match="nosuchfield"):
+        rig.run(rig.engine.preview_filter(PROFILE, "account", inactive.replace("statecode", "nosuchfield")))

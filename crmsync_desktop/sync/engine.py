@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -33,7 +33,7 @@ from crmsync_desktop.errors import (
     ThrottledError,
 )
 from crmsync_desktop.store import repos
-from crmsync_desktop.auth.credentials import CredentialStore
+from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.values import JobRun, RunLogLine
 from crmsync_desktop.sync import metadata_sync
@@ -127,9 +127,16 @@ def resolve_deletion(config: EntityConfig, *, change_tracking: bool, tracking_av
 class SyncEngine:
     """Connect, Update Server, Sync All, incremental sync, Verify, entity configuration and runs."""
 
-    def __init__(self, db: Database, connectors: ConnectorFactory, bus: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        connectors: ConnectorFactory,
+        bus: EventBus | None = None,
+        credentials: CredentialStore | None = None,
+    ) -> None:
         self._db = db
         self._connectors = connectors
+        self._credentials = credentials or CredentialStore()
         self.bus = bus or EventBus()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -330,7 +337,32 @@ class SyncEngine:
         finally:
             await pair.aclose()
 
-    async def disconnect(self, profile: str, credentials: CredentialStore) -> None:
+    async def list_profiles(self) -> list[ConnectionProfile]:
+        return await repos.list_profiles(self._db)
+
+    async def get_profile(self, profile: str) -> ConnectionProfile:
+        return await repos.get_profile(self._db, profile)
+
+    async def save_connection(self, profile: ConnectionProfile, secrets: Mapping[SecretKind, str]) -> None:
+        """Store the connection settings, and each given secret straight into the OS keyring.
+
+        Secrets are stored first: if the keyring refuses, nothing is saved and the error says why.
+        An empty secret leaves the stored one unchanged.
+        """
+        for kind, value in secrets.items():
+            if value:
+                await self._credentials.aset_secret(profile.name, kind, value)
+        await repos.save_profile(self._db, profile)
+
+    async def stored_secrets(self, profile: str) -> set[SecretKind]:
+        """Which secrets the keyring holds for ``profile`` (never their values)."""
+        found = set()
+        for kind in SecretKind:
+            if await asyncio.to_thread(self._credentials.has_secret, profile, kind):
+                found.add(kind)
+        return found
+
+    async def disconnect(self, profile: str, credentials: CredentialStore | None = None) -> None:
         """End the connection: forget sync and record state and the stored secrets; keep the configuration.
 
         Offline transactions still waiting are kept (they may be the only copy of a user's change);
@@ -341,7 +373,7 @@ class SyncEngine:
             for cfg in await repos.list_entity_configs(self._db, profile):
                 await repos.reset_entity_state(self._db, profile, cfg.logical_name)
             await repos.save_profile(self._db, replace(p, state=ConnectionState.DISCONNECTED))
-            await credentials.adelete_profile(profile)
+            await (credentials or self._credentials).adelete_profile(profile)
             self.bus.publish(StateChanged(profile, EngineState.IDLE, "disconnected"))
 
     # -- metadata for the console -------------------------------------------------------------

@@ -193,6 +193,7 @@ class Delivery:
                 await self._commit(work, report, result)
             bad = work.unsuccessful()
             failed.update(_key(t) for t in txns if t.id in bad)
+            failed.update((entity, rid) for entity, rid, _, _ in work.supersede)  # already Processed
 
     async def _entity_group(
         self, plan: UploadPlan, txns: list[OfflineTransaction], work: _Level, report: UploadLog

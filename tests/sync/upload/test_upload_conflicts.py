@@ -8,6 +8,7 @@ import pytest
 
 from crmsync_desktop.domain import ConflictPolicy, EntityConfig, TransactionStatus
 from crmsync_desktop.store import repos
+from crmsync_desktop.sync.connectors.types import LookupValue
 from crmsync_desktop.sync.upload import ConflictLogged, Outcome, resolve
 from tests.sync.upload.harness import PROFILE, Env, make_env
 
@@ -176,7 +177,7 @@ async def test_server_wins_supersedes_the_records_later_changes(tmp_path: Path) 
         env.close()
 
 
-def test_resolve_is_a_pure_policy() -> None:
+async def test_resolve_is_a_pure_policy() -> None:
     changed, mine = ["name"], {"name": "a"}
     assert resolve(ConflictPolicy.SERVER_WINS, changed=changed, client=mine, server={"name": "a"}) is Outcome.ALREADY_APPLIED
     assert resolve(ConflictPolicy.SERVER_WINS, changed=changed, client=mine, server={"name": "b"}) is Outcome.SERVER_WINS
@@ -207,9 +208,7 @@ async def test_the_upload_filter_keeps_out_changes_of_other_records(tmp_path: Pa
         env.client.put("account", {"accountid": oslo, "name": "Oslo ASA"})
         env.client.put("account", {"accountid": ACC2, "name": "Bergen ASA"})
         env.client.put("contact", {"contactid": CON, "lastname": "Nordmann",
-                                   "parentcustomerid": {"account": ACC2} and None})
-        from crmsync_desktop.sync.connectors.types import LookupValue
-        env.client.put("contact", {"contactid": CON, "parentcustomerid": LookupValue("account", ACC2)})
+                                   "parentcustomerid": LookupValue("account", ACC2)})
         con2 = "20000000-0000-4000-8000-000000000002"
         env.client.put("contact", {"contactid": con2, "lastname": "Hansen",
                                    "parentcustomerid": LookupValue("account", oslo)})

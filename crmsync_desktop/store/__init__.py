@@ -24,6 +24,7 @@ from crmsync_desktop.store.values import (
     ScheduleState,
     SyncState,
     TransactionPage,
+    UploadBaseline,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ScheduleState",
     "SyncState",
     "TransactionPage",
+    "UploadBaseline",
     "open_database",
     "open_store",
     "upgrade",

@@ -96,6 +96,18 @@ class RecordState:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadBaseline:
+    """The client's version of one record as upload's change capture last saw it.
+
+    ``fields`` maps a field to a short digest of its value (intersect rows: the linked ids).
+    """
+
+    record_id: str
+    content_hash: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class JobRun:
     """One sync run. ``counts`` maps an entity to its counters (``{"account": {"uploaded": 3}}``)."""
 

@@ -233,7 +233,7 @@ class EntityDownloader:
             self._example(entity, "create", created)
             self._example(entity, "update", updated)
             return
-        results = await self._client.upsert_many(entity, changed)
+        results = await self._client.upsert_many(entity, [plan.fields.to_client(r) for r in changed])
         now = datetime.now(UTC)
         states: list[RecordState] = []
         failures: dict[str, str] = {}

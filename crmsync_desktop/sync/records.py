@@ -44,15 +44,45 @@ _NOT_COPIED_TYPES = frozenset({FieldType.OTHER, FieldType.ROWVERSION, FieldType.
 
 @dataclass(frozen=True, slots=True)
 class FieldPlan:
-    """The fields of one entity that travel between the organizations."""
+    """The fields of one entity that travel between the organizations.
+
+    Field names are the server's. The primary key is matched by role, not by name: Dataverse calls
+    it ``accountid`` where Resco Cloud calls it ``id``, and the value (the GUID) is the same.
+    """
 
     entity: str
     primary_id: str
     fields: tuple[str, ...]  # includes the primary id
+    client_primary_id: str = ""
 
     @property
     def data_fields(self) -> tuple[str, ...]:
         return tuple(f for f in self.fields if f != self.primary_id)
+
+    @property
+    def client_id_name(self) -> str:
+        return self.client_primary_id or self.primary_id
+
+    @property
+    def client_fields(self) -> tuple[str, ...]:
+        """The same fields under the client's names (for reads from the client)."""
+        return tuple(self.client_id_name if f == self.primary_id else f for f in self.fields)
+
+    def to_client(self, record: Record) -> Record:
+        """A projected (server-named) record as the client organization names its fields."""
+        if self.client_id_name == self.primary_id or self.primary_id not in record:
+            return record
+        out = dict(record)
+        out[self.client_id_name] = out.pop(self.primary_id)
+        return out
+
+    def from_client(self, record: Mapping[str, object]) -> Record:
+        """A client record under the server's field names."""
+        if self.client_id_name == self.primary_id or self.client_id_name not in record:
+            return dict(record)  # type: ignore[arg-type]
+        out: Record = dict(record)  # type: ignore[arg-type]
+        out[self.primary_id] = out.pop(self.client_id_name)
+        return out
 
 
 def copyable(field: FieldMeta) -> bool:
@@ -62,6 +92,8 @@ def copyable(field: FieldMeta) -> bool:
 def plan_fields(server: EntityMeta, client: EntityMeta | None, selected: Sequence[str] = ()) -> FieldPlan:
     """Fields present and copyable on both sides (and chosen by the admin when ``selected`` is given)."""
     client_fields = {f.logical_name for f in client.fields} if client is not None else None
+    if client_fields is not None:
+        client_fields.add(server.primary_id)  # matched by role (see FieldPlan)
     chosen = set(selected)
     names = [server.primary_id]
     for f in server.fields:
@@ -72,7 +104,8 @@ def plan_fields(server: EntityMeta, client: EntityMeta | None, selected: Sequenc
         if chosen and f.logical_name not in chosen:
             continue
         names.append(f.logical_name)
-    return FieldPlan(server.logical_name, server.primary_id, tuple(names))
+    client_pid = client.primary_id if client is not None and client.primary_id else server.primary_id
+    return FieldPlan(server.logical_name, server.primary_id, tuple(names), client_pid)
 
 
 def project(record: Mapping[str, object], plan: FieldPlan) -> Record:

@@ -68,10 +68,10 @@ async def verify_entity(
     examples: list[str] = []
     client_count = different = extra = client_only = 0
     unmatched_extra: list[str] = []
-    async for page in client.read_pages(plan.entity, fields):
+    async for page in client.read_pages(plan.entity, plan.fields.client_fields):
         for record in page.records:
             client_count += 1
-            projected = project(record, plan.fields)
+            projected = project(plan.fields.from_client(record), plan.fields)
             rid = str(projected[pid]).lower()
             key = uuid.UUID(rid).int
             want = expected.pop(key, None)

@@ -1,4 +1,7 @@
-"""Resco Cloud connector against respx-mocked OData, REST data and metadata services."""
+"""Resco Cloud connector against respx-mocked OData, REST data (XML) and metadata services.
+
+The shapes are the agreed assumptions of docs/emulator.md, "Resco Cloud".
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.http.retry import RetryPolicy
 from crmsync_desktop.sync.connectors.resco import RescoConnector, RescoSettings
 from crmsync_desktop.sync.connectors.types import (
+    BulkMessage,
     ChangeToken,
     EntityMeta,
     FieldMeta,
@@ -38,19 +42,23 @@ META = f"{BASE}/rest/v1/metadata/acme/"
 I1, I2, I3 = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000a2", "00000000-0000-0000-0000-0000000000a3"
 ACC = "00000000-0000-0000-0000-0000000000bb"
 
-CONTACT = {"LogicalName": "contact", "DisplayName": "Contact", "PrimaryIdAttribute": "id", "PrimaryNameAttribute": "fullname",
-           "OwnershipType": "UserOwned", "Attributes": [
-               {"LogicalName": "id", "Type": "UniqueIdentifier", "IsPrimaryId": True},
-               {"LogicalName": "fullname", "Type": "String", "MaxLength": 160, "IsPrimaryName": True},
-               {"LogicalName": "parentcustomerid", "Type": "Lookup", "Targets": ["account", "contact"]},
-               {"LogicalName": "preferredcontactmethodcode", "Type": "Picklist", "Options": [{"Value": 1, "Label": "Any"}]},
-               {"LogicalName": "versionnumber", "Type": "RowVersion"}]}
+CONTACT = {"name": "contact", "display_name": "Contact", "primary_name": "fullname", "system": False, "fields": [
+    {"name": "id", "type": "uniqueidentifier", "system": True},
+    {"name": "fullname", "type": "string", "max_length": 160},
+    {"name": "parentcustomerid", "type": "lookup", "targets": ["account", "contact"]},
+    {"name": "preferredcontactmethodcode", "type": "picklist", "options": [{"value": 1, "label": "Any"}]},
+    {"name": "ownerid", "type": "lookup", "targets": ["systemuser"], "system": True},
+    {"name": "versionnumber", "type": "rowversion", "system": True}]}
+
+
+def xml(text: str, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, content=text.encode(), headers={"Content-Type": "application/xml"})
 
 
 @pytest.fixture
 def router() -> respx.MockRouter:
     r = respx.MockRouter(assert_all_called=False)
-    r.get(f"{META}Entities('contact')").respond(200, json=CONTACT)
+    r.get(f"{META}entities/contact").respond(200, json=CONTACT)
     return r
 
 
@@ -65,13 +73,17 @@ async def resco(router: respx.MockRouter, clock: FakeClock) -> AsyncIterator[Res
 
 async def test_basic_auth_whoami_and_capabilities(resco: RescoConnector, router: respx.MockRouter) -> None:
     assert isinstance(resco, Connector)
-    route = router.post(f"{REST}WhoAmI").respond(200, json={"SystemUserId": "U", "BusinessUnitId": "B", "OrganizationId": "O"})
+    route = router.post(f"{REST}WhoAmI").mock(return_value=xml(
+        "<WhoAmIResponse><SystemUserId>U</SystemUserId><OrganizationId>O</OrganizationId>"
+        "<BusinessUnitId>B</BusinessUnitId><OrganizationName>Acme</OrganizationName></WhoAmIResponse>"))
     me = await resco.whoami()
-    assert (me.user_id, me.business_unit_id, me.organization_id, me.organization_name) == ("u", "b", "o", "acme")
+    assert (me.user_id, me.business_unit_id, me.organization_id, me.organization_name) == ("u", "b", "o", "Acme")
     expected = "Basic " + base64.b64encode(b"admin@acme:p@ss").decode()
     assert route.calls[0].request.headers["Authorization"] == expected
+    assert route.calls[0].request.headers["Content-Type"].startswith("application/xml")
     caps = await resco.capabilities(["contact"])
-    assert caps.product is Product.RESCO and caps.max_page_size == 2 and caps.change_tracking == {"contact": False}
+    assert caps.product is Product.RESCO and caps.max_page_size == 2 and caps.change_tracking == {"contact": True}
+    assert BulkMessage.UPSERT_MULTIPLE in caps.bulk_messages["contact"]
 
 
 async def test_401_is_an_auth_error_without_retry(resco: RescoConnector, router: respx.MockRouter) -> None:
@@ -81,12 +93,14 @@ async def test_401_is_an_auth_error_without_retry(resco: RescoConnector, router:
     assert route.call_count == 1
 
 
-async def test_get_max_row_version_probe(resco: RescoConnector, router: respx.MockRouter) -> None:
+async def test_get_max_row_version_probe_is_per_entity(resco: RescoConnector, router: respx.MockRouter) -> None:
     route = router.post(f"{REST}GetMaxRowVersion")
-    route.side_effect = [httpx.Response(200, json=100), httpx.Response(200, json={"value": 101})]
+    route.side_effect = [xml("<GetMaxRowVersionResponse><RowVersion>100</RowVersion></GetMaxRowVersionResponse>"),
+                         xml("<GetMaxRowVersionResponse><RowVersion>101</RowVersion></GetMaxRowVersionResponse>")]
     token = ChangeToken(TokenKind.ROW_VERSION, "100")
     assert await resco.has_changes("contact", token) is False
     assert await resco.has_changes("contact", token) is True
+    assert b"<EntityName>contact</EntityName>" in route.calls[0].request.content
 
 
 async def test_pages_follow_next_link_with_lookups_and_etags(resco: RescoConnector, router: respx.MockRouter) -> None:
@@ -94,7 +108,7 @@ async def test_pages_follow_next_link_with_lookups_and_etags(resco: RescoConnect
     router.get(f"{ODATA}contact", params={"$skiptoken": "2"}).respond(200, json={"value": [{"id": I3, "fullname": "C"}]})
     first = router.get(f"{ODATA}contact").respond(200, json={"value": [
         {"@odata.etag": 'W/"7"', "id": I1, "fullname": "A", "parentcustomerid": ACC,
-         "parentcustomerid@Microsoft.Dynamics.CRM.lookuplogicalname": "account"},
+         "parentcustomerid@resco.lookuplogicalname": "account"},
         {"id": I2, "fullname": "B", "parentcustomerid": None}], "@odata.nextLink": nxt})
     pages = [p async for p in resco.read_pages("contact", ["fullname", "parentcustomerid"])]
     assert [[r["id"] for r in p.records] for p in pages] == [[I1, I2], [I3]]
@@ -103,13 +117,22 @@ async def test_pages_follow_next_link_with_lookups_and_etags(resco: RescoConnect
     assert "odata.maxpagesize=2" in first.calls[0].request.headers["Prefer"]
 
 
-async def test_row_version_changes_hand_out_a_token_per_page(resco: RescoConnector, router: respx.MockRouter) -> None:
+async def test_row_version_changes_with_tombstones_and_a_token_per_page(resco: RescoConnector, router: respx.MockRouter) -> None:
+    gone = router.post(f"{REST}GetDeletedRecords").mock(return_value=xml(
+        f'<DeletedRecords MaxRowVersion="210"><DeletedRecord EntityName="contact" Id="{I3.upper()}" RowVersion="207" '
+        'DeletedOn="2026-01-01T00:00:00Z"/></DeletedRecords>'))
     route = router.get(f"{ODATA}contact")
-    route.side_effect = [httpx.Response(200, json={"value": [{"id": I1, "fullname": "A", "versionnumber": 205}]})]
+    route.side_effect = [
+        httpx.Response(200, json={"value": [{"id": I1, "fullname": "A", "versionnumber": 205},
+                                            {"id": I2, "fullname": "B", "versionnumber": 206}]}),
+        httpx.Response(200, json={"value": []}),
+    ]
     pages = [p async for p in resco.read_changes("contact", ["fullname"], ChangeToken(TokenKind.ROW_VERSION, "200"))]
-    assert pages[0].token == ChangeToken(TokenKind.ROW_VERSION, "205") and pages[0].upserts == ({"id": I1, "fullname": "A"},)
-    params = route.calls[0].request.url.params
-    assert params["$filter"] == "versionnumber gt 200" and params["$orderby"] == "versionnumber asc"
+    assert [p.token for p in pages] == [ChangeToken(TokenKind.ROW_VERSION, "206"), ChangeToken(TokenKind.ROW_VERSION, "210")]
+    assert pages[0].upserts == ({"id": I1, "fullname": "A"}, {"id": I2, "fullname": "B"}) and pages[0].deleted_ids == (I3,)
+    assert b"<RowVersion>200</RowVersion>" in gone.calls[0].request.content
+    params = route.calls[1].request.url.params
+    assert params["$filter"] == "versionnumber gt 206 and versionnumber le 210" and params["$orderby"] == "versionnumber asc"
     with pytest.raises(errors.FullResyncRequired):
         [p async for p in resco.read_changes("contact", [], ChangeToken(TokenKind.DELTA_LINK, "x"))]
 
@@ -119,33 +142,41 @@ async def test_fetch_filter_goes_through_rest_fetch_with_paging(resco: RescoConn
 
     def fetch(request: httpx.Request) -> httpx.Response:
         bodies.append(request.content.decode())
-        assert request.headers["Content-Type"] == "application/xml"
         if len(bodies) == 1:
-            return httpx.Response(200, json={"value": [{"id": I1}, {"id": I2}], "@Microsoft.Dynamics.CRM.morerecords": True,
-                                             "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie": '<cookie pagenumber="2" pagingcookie="%253ccookie%253e" />'})
-        return httpx.Response(200, json={"value": [{"id": I3}]})
+            return xml(f'<EntityCollection EntityName="contact" MoreRecords="true" Page="1">'
+                       f'<Entity LogicalName="contact" Id="{I1}"><Attribute Name="fullname" Type="String">A</Attribute>'
+                       f'<Attribute Name="parentcustomerid" Type="Lookup" Target="account">{ACC}</Attribute></Entity>'
+                       f'<Entity LogicalName="contact" Id="{I2}"/></EntityCollection>')
+        return xml(f'<EntityCollection EntityName="contact" MoreRecords="false" Page="2"><Entity LogicalName="contact" Id="{I3}"/></EntityCollection>')
 
     router.post(f"{REST}Fetch").mock(side_effect=fetch)
     flt = '<fetch><entity name="contact"><filter><condition attribute="statecode" operator="eq" value="0"/></filter></entity></fetch>'
-    assert [ids async for ids in resco.read_ids("contact", fetch_filter=flt)] == [[I1, I2], [I3]]
-    assert 'page="2"' in bodies[1] and 'paging-cookie="&lt;cookie&gt;"' in bodies[1]
+    pages = [p async for p in resco.read_pages("contact", ["fullname", "parentcustomerid"], fetch_filter=flt)]
+    assert [[r["id"] for r in p.records] for p in pages] == [[I1, I2], [I3]]
+    assert pages[0].records[0] == {"id": I1, "fullname": "A", "parentcustomerid": LookupValue("account", ACC)}
+    assert pages[0].records[1]["fullname"] is None
+    assert 'page="2"' in bodies[1] and 'count="2"' in bodies[0]
 
 
-async def test_upsert_updates_or_creates_and_isolates_failures(resco: RescoConnector, router: respx.MockRouter) -> None:
-    router.patch(f"{ODATA}contact('{I1}')").respond(204)
-    router.patch(f"{ODATA}contact('{I2}')").respond(404)
-    create = router.post(f"{ODATA}contact").respond(201, json={})
-    router.patch(f"{ODATA}contact('{I3}')").respond(400, json={"error": {"code": "", "message": "fullname too long"}})
+async def test_bulk_upsert_through_update_multiple_isolates_bad_records(resco: RescoConnector, router: respx.MockRouter) -> None:
+    route = router.post(f"{REST}UpdateMultiple").mock(return_value=xml(
+        f'<UpdateMultipleResponse><Result Id="{I1}" Status="200"/><Result Id="{I2}" Status="201"/>'
+        f'<Result Id="{I3}" Status="400"><Error><Code>BadRequest</Code><Message>fullname too long</Message></Error></Result>'
+        '</UpdateMultipleResponse>'))
+    resco.settings = RescoSettings(**{**{f: getattr(resco.settings, f) for f in resco.settings.__slots__}, "bulk_chunk": 3})
     results = await resco.upsert_many("contact", [
         {"id": I1, "fullname": "A", "parentcustomerid": LookupValue("account", ACC)},
-        {"id": I2, "fullname": "B"},
+        {"id": I2, "fullname": "B", "preferredcontactmethodcode": None},
         {"id": I3, "fullname": "x" * 500},
     ])
     assert [r.ok for r in results] == [True, True, False]
-    assert "fullname too long" in (results[2].error or "")
-    assert json.loads(create.calls[0].request.content) == {"id": I2, "fullname": "B"}
-    patched = next(c.request for c in router.calls if c.request.url.path.endswith(f"('{I1}')"))
-    assert json.loads(patched.content) == {"fullname": "A", "parentcustomerid@odata.bind": f"account('{ACC}')"}
+    assert results[2].error == "fullname too long" and results[2].status == 400 and not results[2].retryable
+    request = route.calls[0].request
+    assert request.url.params["$create"] == "true"
+    body = request.content.decode()
+    assert f'<Attribute Name="parentcustomerid" Target="account">{ACC}</Attribute>' in body
+    assert '<Attribute Name="preferredcontactmethodcode" Null="true" />' in body
+    assert f'<Entity LogicalName="contact" Id="{I2}">' in body
 
 
 async def test_etag_conflict_and_deletes(resco: RescoConnector, router: respx.MockRouter) -> None:
@@ -153,9 +184,11 @@ async def test_etag_conflict_and_deletes(resco: RescoConnector, router: respx.Mo
     (result,) = await resco.upsert_many("contact", [{"id": I1}], if_match={I1: 'W/"3"'})
     assert result.conflict and not result.ok
     assert router.calls[-1].request.headers["If-Match"] == 'W/"3"'
-    router.delete(f"{ODATA}contact('{I1}')").respond(204)
-    router.delete(f"{ODATA}contact('{I2}')").respond(404)
+    delete = router.post(f"{REST}DeleteMultiple").mock(return_value=xml(
+        f'<DeleteMultipleResponse><Result Id="{I1}" Status="204"/><Result Id="{I2}" Status="404">'
+        '<Error><Code>NotFound</Code><Message>gone</Message></Error></Result></DeleteMultipleResponse>'))
     assert all(r.ok for r in await resco.delete_many("contact", [I1, I2]))
+    assert f'<EntityReference LogicalName="contact" Id="{I2}" />' in delete.calls[0].request.content.decode()
 
 
 async def test_throttling_and_503_follow_the_shared_rules(resco: RescoConnector, router: respx.MockRouter, clock: FakeClock) -> None:
@@ -171,22 +204,21 @@ async def test_metadata_read_and_provisioning(resco: RescoConnector, router: res
     contact = await resco.get_entity("contact")
     assert contact.primary_id == "id" and contact.field("parentcustomerid").targets == ("account", "contact")  # type: ignore[union-attr]
     assert contact.field("preferredcontactmethodcode").options == (OptionMeta(1, "Any"),)  # type: ignore[union-attr]
-    router.get(f"{META}Entities").respond(200, json={"value": [CONTACT]})
+    assert contact.field("ownerid").type is FieldType.OWNER and contact.field("fullname").is_primary_name  # type: ignore[union-attr]
+    router.get(f"{META}entities").respond(200, json={"value": [CONTACT]})
     assert [e.logical_name for e in await resco.list_entities()] == ["contact"]
-    create_entity = router.post(f"{META}Entities").respond(409)  # already there: provisioning is re-runnable
+    rels = await resco.list_relationships("contact")
+    assert {(r.referencing_attribute, r.referenced_entity) for r in rels} >= {("parentcustomerid", "account"), ("parentcustomerid", "contact")}
+    create_entity = router.post(f"{META}entities").respond(409)  # already there: provisioning is re-runnable
     await resco.create_entity(EntityMeta("new_visit", label="Visit", primary_name="new_name"))
-    assert json.loads(create_entity.calls[0].request.content)["PrimaryNameAttribute"] == "new_name"
-    create_field = router.post(f"{META}Entities('new_visit')/Attributes").respond(204)
+    assert json.loads(create_entity.calls[0].request.content) == {"name": "new_visit", "display_name": "Visit", "primary_name": "new_name"}
+    create_field = router.post(f"{META}entities/new_visit/fields").respond(201, json={})
     await resco.create_field("new_visit", FieldMeta("new_notes", FieldType.MEMO, label="Notes"))
     assert json.loads(create_field.calls[0].request.content) == {
-        "LogicalName": "new_notes", "DisplayName": "Notes", "Type": "String", "IsRequired": False, "MaxLength": 1_048_576}
+        "name": "new_notes", "type": "memo", "display_name": "Notes", "required": False}
     rel = RelationshipMeta("new_visit_contact", RelationshipKind.MANY_TO_MANY, entity1="new_visit", entity2="contact",
                            intersect_entity="new_visit_contact", entity1_navigation="new_visit_contact")
-    router.post(f"{META}Relationships").respond(204)
-    await resco.create_relationship(rel)
-    link = router.post(f"{ODATA}new_visit('{I1}')/new_visit_contact/$ref").respond(204)
-    await resco.associate("new_visit_contact", I1, I2)
-    assert json.loads(link.calls[0].request.content) == {"@odata.id": f"{ODATA}contact('{I2}')"}
-    unlink = router.delete(f"{ODATA}new_visit('{I1}')/new_visit_contact/$ref").respond(204)
-    await resco.disassociate("new_visit_contact", I1, I2)
-    assert unlink.calls[0].request.url.params["$id"] == f"{ODATA}contact('{I2}')"
+    with pytest.raises(errors.ConfigError):
+        await resco.create_relationship(rel)
+    with pytest.raises(errors.ConfigError):
+        await resco.associate("new_visit_contact", I1, I2)

@@ -254,12 +254,14 @@ class _Builder:
             )
             return clause if not op.startswith("not-") else sa.not_(clause)
         operand = conv(value if value is not None else (raw_values[0] if raw_values else None))
-        return {
-            "eq": column == operand,
-            "ne": column != operand,
-            "neq": column != operand,
-            "gt": column > operand,
-            "ge": column >= operand,
-            "lt": column < operand,
-            "le": column <= operand,
-        }[op]
+        # Only the requested comparison is built: SQLAlchemy refuses ordering operators on booleans.
+        compare = {
+            "eq": lambda: column == operand,
+            "ne": lambda: column != operand,
+            "neq": lambda: column != operand,
+            "gt": lambda: column > operand,
+            "ge": lambda: column >= operand,
+            "lt": lambda: column < operand,
+            "le": lambda: column <= operand,
+        }
+        return compare[op]()

@@ -52,7 +52,6 @@ from crmsync_desktop.store.repos.sync_state import (
     upsert_record_states,
 )
 from crmsync_desktop.store.repos.upload_state import (
-    UploadBaseline,
     commit_capture,
     fail_transactions,
     finish_delivery,
@@ -81,7 +80,6 @@ from crmsync_desktop.store.repos.transactions import (
 )
 
 __all__ = [
-    "UploadBaseline",
     "commit_capture",
     "fail_transactions",
     "finish_delivery",

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,10 +34,9 @@ from crmsync_desktop.store.models import (
 )
 from crmsync_desktop.store.repos._common import IN_CHUNK, WRITE_CHUNK, chunked, profile_id
 from crmsync_desktop.store.repos.transactions import _insert, _to_transaction
-from crmsync_desktop.store.values import NewTransaction, OfflineTransaction, RecordState, SyncState
+from crmsync_desktop.store.values import NewTransaction, OfflineTransaction, RecordState, SyncState, UploadBaseline
 
 __all__ = [
-    "UploadBaseline",
     "commit_capture",
     "fail_transactions",
     "finish_delivery",
@@ -58,15 +56,6 @@ _T = OfflineTransactionModel.__table__
 _R = RecordStateModel.__table__
 _S = SyncStateModel.__table__
 _UNDELIVERED = (TransactionStatus.PENDING, TransactionStatus.ERROR)
-
-
-@dataclass(frozen=True, slots=True)
-class UploadBaseline:
-    """The client's version of one record as capture last saw it: whole hash and per-field digests."""
-
-    record_id: str
-    content_hash: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 # -- baselines ------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ __all__ = [
     "plan_update",
 ]
 
+from crmsync_desktop.sync.records import SYSTEM_MANAGED  # noqa: E402
+
 _NOT_CREATED = (FieldType.OTHER, FieldType.ROWVERSION)  # not copied / maintained by the client itself
 
 
@@ -256,7 +258,8 @@ class _Planner:
             if old is not None:
                 self._entity_labels(se, ce, old)
         for sf in se.fields:
-            if sf.type in _NOT_CREATED or sf.is_primary_id or sf.logical_name == se.primary_id:
+            if (sf.type in _NOT_CREATED or sf.is_primary_id or sf.logical_name == se.primary_id
+                    or sf.logical_name in SYSTEM_MANAGED):  # each organization maintains its own
                 continue
             if ce is None and _created_with_entity(se, sf):
                 continue

@@ -39,8 +39,7 @@ from crmsync_desktop.domain import TransactionOperation
 from crmsync_desktop.errors import FullResyncRequired
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
-from crmsync_desktop.store.repos import UploadBaseline
-from crmsync_desktop.store.values import NewTransaction, RecordState, SyncState
+from crmsync_desktop.store.values import NewTransaction, RecordState, SyncState, UploadBaseline
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, LookupValue, Record
 from crmsync_desktop.sync.download import ID_CHUNK, state_to_token, token_to_state, with_ids

@@ -1,0 +1,272 @@
+"""The CLI's commands: each takes the context, calls the engine facade, returns data and text.
+
+They hold no logic of their own beyond argument shaping: everything goes through ``SyncEngine``
+and ``ProfileService``, exactly as the console and the tray do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
+from crmsync_desktop.domain import AuthKind, ConnectionProfile, DeletionStrategy, RunStatus, ServerKind
+from crmsync_desktop.errors import ConfigError, ConfigFileError, ProfileNotFoundError
+from crmsync_desktop.store.db import Database
+from crmsync_desktop.sync.engine import RunResult, SyncEngine
+from crmsync_desktop.sync.profiles import ProfileService
+
+EXIT_RUN_FAILED = 9
+EXIT_DIFFERENCES = 10
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    db: Database
+    engine: SyncEngine
+    profiles: ProfileService
+    credentials: CredentialStore
+
+
+@dataclass
+class Outcome:
+    data: Any
+    text: str
+    exit_code: int = 0
+
+
+def _run_outcome(result: RunResult, verb: str) -> Outcome:
+    lines = [f"{verb}: {result.status.value} (run {result.run_id}) — {result.summary}"]
+    for entity, counts in sorted(result.counts.items()):
+        lines.append(f"  {entity}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if result.error:
+        lines.append(f"  {result.error} (crmsync runs show {result.run_id})")
+    return Outcome(
+        {"run_id": result.run_id, "status": result.status.value, "counts": result.counts, "error": result.error},
+        "\n".join(lines),
+        0 if result.status is RunStatus.SUCCEEDED else EXIT_RUN_FAILED,
+    )
+
+
+# -- profiles and configuration -----------------------------------------------------------------
+
+
+async def profiles_list(ctx: Context) -> Outcome:
+    profiles = await ctx.profiles.list_profiles()
+    data = [
+        {"name": p.name, "server_kind": p.server_kind.value, "server_url": p.server_url,
+         "client_url": p.client_url, "state": p.state.value}
+        for p in profiles
+    ]
+    if not profiles:
+        return Outcome(data, "No connection profiles yet. Create one in the console or import a configuration file.")
+    width = max(len(p.name) for p in profiles)
+    lines = [f"{p.name:<{width}}  {p.state.value:<12}  {p.server_url or '-'}  ->  {p.client_url or '-'}"
+             for p in profiles]
+    return Outcome(data, "\n".join(lines))
+
+
+async def profiles_add(ctx: Context) -> Outcome:
+    a = ctx.args
+    try:
+        existing = await ctx.engine.get_profile(a.name)
+    except ProfileNotFoundError:
+        existing = ConnectionProfile(name=a.name)
+    profile = replace(
+        existing, server_kind=ServerKind(a.server_kind), server_url=a.server_url, server_auth_kind=AuthKind(a.auth),
+        tenant_id=a.tenant, client_id=a.client_id, server_user=a.server_user, client_url=a.client_url,
+        client_user=a.client_user,
+    )
+    await ctx.engine.save_connection(profile, {})
+    return Outcome({"profile": a.name}, f"Saved profile '{a.name}'. Store its secrets with "
+                                        f"'crmsync profiles set-secret {a.name} KIND' (read from stdin).")
+
+
+async def profiles_set_secret(ctx: Context) -> Outcome:
+    kind = SecretKind(ctx.args.kind)
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"{kind.value} for {ctx.args.name}: ")
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise ConfigError("No secret was given on standard input; nothing was stored.")
+    profile = await ctx.engine.get_profile(ctx.args.name)
+    await ctx.engine.save_connection(profile, {kind: value})
+    return Outcome({"profile": profile.name, "kind": kind.value}, f"Stored {kind.value} for '{profile.name}' in the keyring.")
+
+
+async def config_export(ctx: Context) -> Outcome:
+    path = await ctx.profiles.export_to_file(ctx.args.profile, ctx.args.file)
+    return Outcome({"profile": ctx.args.profile, "file": str(path)},
+                   f"Exported profile '{ctx.args.profile}' to {path}")
+
+
+async def config_import(ctx: Context) -> Outcome:
+    cfg = await ctx.profiles.import_from_file(ctx.args.file)
+    enabled = sum(1 for e in cfg.entities if e.enabled)
+    return Outcome(
+        {"profile": cfg.profile.name, "entities": len(cfg.entities), "enabled": enabled},
+        f"Imported profile '{cfg.profile.name}': {len(cfg.entities)} entities ({enabled} enabled). "
+        "Enter its passwords and secrets in the console's Connection dialog.",
+    )
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+
+async def connect(ctx: Context) -> Outcome:
+    result, report = await ctx.engine.connect(ctx.args.profile, ctx.args.entity)
+    outcome = _run_outcome(result, "Connect")
+    if report is not None:
+        outcome.text += "\n" + "\n".join(f"  {line}" for line in report.lines())
+    return outcome
+
+
+async def update_metadata(ctx: Context) -> Outcome:
+    result, report = await ctx.engine.update_server(ctx.args.profile)
+    outcome = _run_outcome(result, "Update Server")
+    if report is not None:
+        outcome.text += "\n" + "\n".join(f"  {line}" for line in report.lines())
+    return outcome
+
+
+async def disconnect(ctx: Context) -> Outcome:
+    if not ctx.args.yes:
+        raise ConfigError(
+            f"Disconnect forgets the sync state of '{ctx.args.profile}' and removes its secrets from the keyring "
+            "(the next connection starts with a full sync; queued offline transactions are kept). "
+            "Add --yes to confirm."
+        )
+    await ctx.engine.disconnect(ctx.args.profile)
+    return Outcome({"profile": ctx.args.profile}, f"Disconnected '{ctx.args.profile}'.")
+
+
+# -- entities -------------------------------------------------------------------------------------
+
+
+async def entities_list(ctx: Context) -> Outcome:
+    statuses = await ctx.engine.entity_statuses(ctx.args.profile)
+    data = []
+    lines = []
+    for s in statuses:
+        c = s.config
+        data.append({
+            "entity": c.logical_name, "display_name": s.display_name, "enabled": c.enabled,
+            "sync_filter": bool(c.sync_filter.strip()), "upload_filter": bool(c.upload_filter.strip()),
+            "sync_deletion": c.sync_deletion, "deletion": s.resolved_deletion.value,
+            "change_detection": s.change_detection, "records": s.records_held,
+            "last_sync_at": s.last_sync_at, "waiting_retries": s.waiting_retries,
+        })
+        if c.enabled:
+            lines.append(f"[x] {c.logical_name:<28} {s.records_held:>9} records  {s.change_detection:<16} "
+                         f"deletions: {s.resolved_deletion.value}" + ("  filtered" if c.sync_filter.strip() else ""))
+    disabled = sum(1 for s in statuses if not s.config.enabled)
+    lines.append(f"({disabled} more entities are not enabled; --json lists them all)")
+    return Outcome(data, "\n".join(lines))
+
+
+async def _update_entities(ctx: Context, names: list[str], **changes: Any) -> Outcome:
+    statuses = {s.config.logical_name: s.config for s in await ctx.engine.entity_statuses(ctx.args.profile)}
+    unknown = [n for n in names if n not in statuses]
+    if unknown:
+        raise ConfigError(f"Unknown entities: {', '.join(unknown)}. Run 'crmsync entities list {ctx.args.profile}'.")
+    configs = [replace(statuses[n], **changes) for n in names]
+    resync = await ctx.engine.save_entity_configs(ctx.args.profile, configs)
+    text = f"Saved {len(configs)} entity setting(s)."
+    if resync:
+        text += f" The next sync reads these completely: {', '.join(resync)}."
+    return Outcome({"saved": names, "full_sync_next": resync}, text)
+
+
+async def entities_enable(ctx: Context) -> Outcome:
+    return await _update_entities(ctx, ctx.args.entities, enabled=ctx.args.enable)
+
+
+async def entities_set_filter(ctx: Context) -> Outcome:
+    if ctx.args.file:
+        try:
+            xml = Path(ctx.args.file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigFileError(f"Cannot read {ctx.args.file}: {exc.strerror or exc}") from exc
+    else:
+        xml = ctx.args.xml
+    field = "upload_filter" if ctx.args.upload else "sync_filter"
+    return await _update_entities(ctx, [ctx.args.entity], **{field: xml})
+
+
+async def entities_set_deletion(ctx: Context) -> Outcome:
+    strategy = {"auto": DeletionStrategy.OFF, "sweep": DeletionStrategy.SWEEP, "tracking": DeletionStrategy.TRACKING,
+                "change_tracking": DeletionStrategy.CHANGE_TRACKING}[ctx.args.strategy]
+    return await _update_entities(ctx, [ctx.args.entity], sync_deletion=ctx.args.state == "on",
+                                  deletion_strategy=strategy)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+async def sync(ctx: Context) -> Outcome:
+    if ctx.args.dry_run:
+        result, examples = await ctx.engine.dry_run(ctx.args.profile, full=ctx.args.full, entities=ctx.args.entity)
+        outcome = _run_outcome(result, "Dry run (nothing was written)")
+        for (entity, action), ids in sorted(examples.items()):
+            outcome.text += f"\n  e.g. {action} {entity}: {', '.join(ids)}"
+        outcome.data["examples"] = {f"{e}:{a}": ids for (e, a), ids in examples.items()}
+        return outcome
+    result = await ctx.engine.sync(ctx.args.profile, full=ctx.args.full, entities=ctx.args.entity)
+    return _run_outcome(result, "Sync All" if ctx.args.full else "Sync")
+
+
+async def verify(ctx: Context) -> Outcome:
+    result, report = await ctx.engine.verify(ctx.args.profile, ctx.args.entity)
+    if report is None:
+        return _run_outcome(result, "Verify")
+    lines = ["Verify: " + ("both organizations are in sync" if report.in_sync
+                           else f"{report.differences} difference(s)")]
+    for e in report.entities:
+        mark = "ok " if e.in_sync else "DIFF"
+        lines.append(f"  {mark} {e.entity:<28} server {e.server_count:>8}  client {e.client_count:>8}  "
+                     f"missing {e.missing_on_client}  extra {e.extra_on_client}  different {e.different}")
+        lines.extend(f"       {x}" for x in e.examples)
+    data = {"in_sync": report.in_sync, "run_id": result.run_id, "entities": [asdict(e) for e in report.entities]}
+    return Outcome(data, "\n".join(lines), 0 if report.in_sync else EXIT_DIFFERENCES)
+
+
+async def status(ctx: Context) -> Outcome:
+    profile = await ctx.engine.get_profile(ctx.args.profile)
+    statuses = await ctx.engine.entity_statuses(profile.name)
+    runs = await ctx.engine.list_runs(profile.name, limit=5)
+    enabled = [s for s in statuses if s.config.enabled]
+    lines = [f"{profile.name}: {profile.state.value}; server {profile.server_url} -> client {profile.client_url}",
+             f"{len(enabled)} of {len(statuses)} entities enabled, "
+             f"{sum(s.records_held for s in enabled)} records held, "
+             f"{sum(s.waiting_retries for s in enabled)} waiting for a retry"]
+    for run in runs:
+        lines.append(f"  run {run.id}: {run.trigger.value} {run.status.value} at {run.started_at:%Y-%m-%d %H:%M:%S}"
+                     + (f" — {run.error}" if run.error else ""))
+    data = {"profile": profile.name, "state": profile.state.value, "entities_enabled": len(enabled),
+            "records": sum(s.records_held for s in enabled),
+            "runs": [{"id": r.id, "status": r.status.value, "started_at": r.started_at} for r in runs]}
+    return Outcome(data, "\n".join(lines))
+
+
+async def runs_list(ctx: Context) -> Outcome:
+    runs = await ctx.engine.list_runs(ctx.args.profile, limit=ctx.args.limit)
+    data = [{"id": r.id, "profile": r.profile, "trigger": r.trigger.value, "status": r.status.value,
+             "started_at": r.started_at, "ended_at": r.ended_at, "counts": r.counts, "error": r.error} for r in runs]
+    lines = [f"{r.id:>6}  {r.profile:<16} {r.trigger.value:<14} {r.status.value:<10} {r.started_at:%Y-%m-%d %H:%M:%S}"
+             for r in runs] or ["No runs yet."]
+    return Outcome(data, "\n".join(lines))
+
+
+async def runs_show(ctx: Context) -> Outcome:
+    lines = await ctx.engine.run_log(ctx.args.run_id)
+    data = [{"at": line.at, "level": line.level, "entity": line.entity, "message": line.message} for line in lines]
+    text = "\n".join(f"{line.at:%H:%M:%S} {line.level:<7} {line.entity + ': ' if line.entity else ''}{line.message}"
+                     for line in lines) or f"Run {ctx.args.run_id} has no log lines."
+    return Outcome(data, text)

@@ -1,7 +1,9 @@
-"""Composition root of the console: builds the store, services and windows, and owns start and stop.
+"""Composition root of the console: builds the store, engine, scheduler, tray and windows; owns start and stop.
 
-The only module that imports every layer. One thread, one loop: Qt and the asyncio engine share the
-main thread through qasync, and everything blocking (SQLite, keyring, MSAL) runs in worker threads.
+The only module that imports every layer (and, for ``--demo`` only, the emulated organizations).
+One thread, one loop: Qt and the asyncio engine share the main thread through qasync, and
+everything blocking (SQLite, keyring, MSAL, starting the demo emulators) runs in worker threads.
+Shutdown is ordered: scheduler, running syncs, database, demo emulators.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 from crmsync_desktop import __version__
@@ -20,7 +23,10 @@ from crmsync_desktop.errors import CrmSyncError
 from crmsync_desktop.logs import LoggingSetup, setup_logging
 from crmsync_desktop.paths import AppPaths, resolve_paths
 from crmsync_desktop.store.migrate import open_store
+from crmsync_desktop.sync.engine import SyncEngine
+from crmsync_desktop.sync.organizations import ProfileConnectorFactory
 from crmsync_desktop.sync.profiles import ProfileService
+from crmsync_desktop.sync.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"crmsync-desktop {__version__}")
     parser.add_argument("--data-dir", help="keep all data, logs and settings under this folder (or set CRMSYNC_HOME)")
     parser.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start emulated Dataverse and Resco Cloud organizations with sample data and a ready 'Demo' profile "
+        "(kept in its own data folder, apart from your real profiles)",
+    )
+    parser.add_argument("--demo-records", type=int, default=2000, help="sample records in the demo (default 2000)")
+    parser.add_argument("--tray", action="store_true", help="start in the system tray")
     parser.add_argument(
         "--self-test",
         action="store_true",
@@ -57,10 +71,21 @@ def _install_excepthook() -> None:
     sys.excepthook = hook
 
 
+async def _fatal(exc: CrmSyncError, quit_event: asyncio.Event) -> int:
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Critical, exc.title, exc.message)
+    box.finished.connect(lambda *_: quit_event.set())
+    box.open()
+    await quit_event.wait()
+    return exc.exit_code
+
+
 async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Namespace) -> int:
     """Run the console until the user quits; returns the process exit code."""
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication
 
+    from crmsync_desktop.ui.bridge import EngineBridge
     from crmsync_desktop.views.main_window import MainWindow
 
     app = QApplication.instance()
@@ -68,28 +93,55 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
     app.setQuitOnLastWindowClosed(False)  # asyncio decides when to stop (clean httpx/DB shutdown)
     quit_event = asyncio.Event()
 
+    demo = None
+    if args.demo:
+        from crmsync_desktop.demo import DemoEnvironment
+
+        demo = DemoEnvironment(paths.data_dir / "demo", seed_records=args.demo_records)
+        log.info("Starting the demo organizations (seeding %d records)...", args.demo_records)
+        await asyncio.to_thread(demo.start)
+
     try:
         db = await asyncio.to_thread(open_store, paths.database, paths.backups_dir)
     except CrmSyncError as exc:
         log.error("%s: %s", exc.title, exc.message)
+        if demo is not None:
+            await asyncio.to_thread(demo.stop)
         if args.self_test:
             print(f"self-test FAILED: {exc.title}: {exc.message}")
             return exc.exit_code
-        box = QMessageBox(QMessageBox.Icon.Critical, exc.title, exc.message)
-        box.finished.connect(lambda *_: quit_event.set())
-        box.open()
-        await quit_event.wait()
-        return exc.exit_code
+        return await _fatal(exc, quit_event)
 
-    credentials = CredentialStore()
+    credentials = demo.credentials if demo is not None else CredentialStore()
+    factory = ProfileConnectorFactory(
+        credentials,
+        token_cache_path=paths.token_cache,
+        ca_bundle=demo.ca_bundle if demo is not None else None,
+        on_device_code=lambda prompt: log.warning("Sign-in needed: %s", prompt.message),
+    )
+    engine = SyncEngine(db, factory, credentials=credentials)
+    if demo is not None:
+        from crmsync_desktop.demo import DEMO_PROFILE
+        from crmsync_desktop.errors import ProfileNotFoundError
+
+        try:
+            existing = await engine.get_profile(DEMO_PROFILE)
+        except ProfileNotFoundError:
+            existing = None
+        await engine.save_connection(demo.profile(existing), demo.secrets())
+    scheduler = Scheduler(db, engine.sync, is_busy=engine.is_running)
+    scheduler.start()
+    bridge = EngineBridge(engine.bus)
+
     window = MainWindow(
         ProfileService(db),
         logging_setup.ring,
         data_dir=paths.data_dir,
-        keyring_status=await asyncio.to_thread(keyring_status, credentials),
+        keyring_status="demo (in memory)" if demo is not None else await asyncio.to_thread(keyring_status, credentials),
         on_quit=quit_event.set,
     )
-    window.show()
+    if not args.tray or args.self_test:
+        window.show()
     window.refresh()
     log.info("crmsync-desktop %s started (data folder %s)", __version__, paths.data_dir)
     try:
@@ -106,14 +158,22 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
     finally:
         window.log_model.detach()
         window.hide()
+        bridge.detach()
+        await scheduler.aclose()
         await asyncio.to_thread(db.close)
+        if demo is not None:
+            await asyncio.to_thread(demo.stop)
         log.info("crmsync-desktop stopped")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    paths = resolve_paths(args.data_dir).ensure()
+    data_dir = args.data_dir
+    if args.demo and data_dir is None:
+        # The demo keeps its own folder so it never mixes with the user's real profiles.
+        data_dir = str(Path(resolve_paths().data_dir) / "demo-home")
+    paths = resolve_paths(data_dir).ensure()
     logging_setup = setup_logging(paths.log_file, level=logging.DEBUG if args.debug else logging.INFO)
     _install_excepthook()
 

@@ -58,7 +58,7 @@ def default_dataverse_factory(
     path = data_dir / "dataverse" / "org.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = not path.exists()
-    org = org_class.create(path, url=url) if fresh else org_class.open(path)
+    org = org_class.create(path, url=url) if fresh else org_class.open(path, url=url)
     if fresh and seed_records:
         seed_module = importlib.import_module("crmsync_desktop.emulator.seed")
         seed_module.seed_sales_org(org, records=seed_records, seed=seed)

@@ -510,7 +510,7 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     (
         "conflict policy",
         _set("entities[1].conflict_policy", "ask"),
-        "entities[1].conflict_policy: 'ask' is not allowed; use one of: server_wins, client_wins, newer_wins.",
+        "entities[1].conflict_policy: 'ask' is not allowed; use one of: server_wins, client_wins, newer_wins, client_wins_full, manual.",
     ),
     (
         "fields text",

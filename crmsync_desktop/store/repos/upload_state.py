@@ -34,7 +34,13 @@ from crmsync_desktop.store.models import (
 )
 from crmsync_desktop.store.repos._common import IN_CHUNK, WRITE_CHUNK, chunked, profile_id
 from crmsync_desktop.store.repos.transactions import _insert, _to_transaction
-from crmsync_desktop.store.values import NewTransaction, OfflineTransaction, RecordState, SyncState, UploadBaseline
+from crmsync_desktop.store.values import (
+    NewTransaction,
+    OfflineTransaction,
+    RecordState,
+    SyncState,
+    UploadBaseline,
+)
 
 __all__ = [
     "commit_capture",

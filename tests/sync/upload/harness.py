@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from crmsync_desktop.domain import AuthKind, ConnectionProfile, EntityConfig, ServerKind, TransactionStatus
-from crmsync_desktop.store import Database, open_database, upgrade
-from crmsync_desktop.store import repos
+from crmsync_desktop.store import Database, open_database, repos, upgrade
 from crmsync_desktop.store.values import OfflineTransaction, RecordState
 from crmsync_desktop.sync.connectors.types import Product, Record, RecordResult
 from crmsync_desktop.sync.events import EventBus

@@ -184,3 +184,22 @@ async def test_authority_discovered_from_the_401_challenge() -> None:
     assert authority_from_challenge("Basic realm=x") is None
     with pytest.raises(errors.InvalidUrlError):
         scope_for("http://contoso.crm.example.com")
+
+
+async def test_msal_http_client_decodes_bytes_form_values_and_restores_the_authority_port() -> None:
+    from crmsync_desktop.auth.msal_provider import MsalHttpClient
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    client = MsalHttpClient(httpx.Client(transport=httpx.MockTransport(handler)), "https://127.0.0.1:8443/tenant")
+    client.post("https://127.0.0.1:8443/tenant/oauth2/v2.0/token", data={"client_assertion": b"eyJhbGc", "grant_type": "x"})
+    client.get("https://127.0.0.1/common/userrealm/admin@contoso.example?api-version=1.0")
+    client.get("https://login.example.com/other")
+    client.close()
+    assert b"client_assertion=eyJhbGc" in seen[0].content and b"b%27" not in seen[0].content
+    assert str(seen[1].url).startswith("https://127.0.0.1:8443/common/userrealm/")
+    assert seen[2].url.host == "login.example.com" and seen[2].url.port is None

@@ -408,7 +408,7 @@ class Delivery:
                                                            content_hash(version.record, plan.fields.fields)))
                     ok.append((t, text))
                 else:
-                    self._retry(t, f"{text} The client could not be updated: {r.error}", work, report)
+                    self._retry(t, f"Server wins, but the client could not be updated: {r.error}", work, report)
         if gone:
             try:
                 results = await self._client.delete_many(entity, [_rid(t) for t, _ in gone])
@@ -420,7 +420,7 @@ class Delivery:
                     work.forget_baselines[entity].append(_rid(t))
                     ok.append((t, text))
                 else:
-                    self._retry(t, f"{text} The client could not be updated: {r.error}", work, report)
+                    self._retry(t, f"Server wins, but the client could not be updated: {r.error}", work, report)
         for t, text in ok:
             report.warning(f"Record {_rid(t)}: {text}", entity)
             work.processed[t.id] = text
@@ -527,6 +527,7 @@ class Delivery:
         retryable: bool,
         missing_parent: bool = False,
     ) -> None:
+        message = _keep_admin_choice(t, message)
         if missing_parent:
             limit = self.settings.missing_parent_attempts
             if t.attempts + 1 < limit:
@@ -544,6 +545,7 @@ class Delivery:
                      t.entity)
 
     def _retry(self, t: OfflineTransaction, message: str, work: _Level, report: UploadLog) -> None:
+        message = _keep_admin_choice(t, message)
         when = self._clock() + timedelta(seconds=self.settings.backoff(t.attempts + 1))
         work.retries[t.id] = (message, when)
         report.count(t.entity, "retrying")
@@ -583,6 +585,13 @@ def _key(t: OfflineTransaction) -> _Key:
 
 def _changed(t: OfflineTransaction) -> list[str]:
     return [str(f) for f in t.payload.get("changed", ())]
+
+
+def _keep_admin_choice(t: OfflineTransaction, message: str) -> str:
+    """A transaction the admin set to Pending after a conflict keeps saying so when it fails again."""
+    if conflicts.is_admin_resolved(t.last_error) and not conflicts.is_admin_resolved(message):
+        return f"{conflicts.CONFLICT_PREFIX} set to Pending by the admin (client wins); the last attempt failed: {message}"
+    return message
 
 
 def _retryable(exc: CrmSyncError) -> bool:

@@ -18,6 +18,7 @@ Time is injected (``clock`` and ``sleep``), so tests run a day of ticks in milli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from crmsync_desktop.store.values import TransactionPage
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.events import EventBus
 from crmsync_desktop.sync.upload.capture import ChangeCapture
-from crmsync_desktop.sync.upload.delivery import Delivery, DeliverySettings, DrainResult
+from crmsync_desktop.sync.upload.delivery import Delivery, DeliverySettings, DrainResult, ServerUnavailable
 from crmsync_desktop.sync.upload.events import QueueChanged, ServerReachability
 from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
 from crmsync_desktop.sync.upload.report import UploadLog
@@ -102,8 +103,9 @@ class UploadService:
         probe_interval_s: overrides ``settings.probe_interval_s``.
         planner: builds the upload plans; default :func:`build_upload_plans` (enabled entities).
         exclusive: a lock held by whatever else writes the client (the engine's run lock): capture
-            and the deletion sweep skip a tick while it is held, so a download in progress is
-            never mistaken for client edits.
+            and the deletion sweep skip a tick while it is held and hold it while they run, so a
+            download in progress is never mistaken for client edits. Delivery does not take it
+            (``drain_once`` may be called from inside an engine run).
         trigger: the trigger recorded on the "upload" runs.
     """
 
@@ -336,17 +338,18 @@ class UploadService:
         if self._exclusive is not None and self._exclusive.locked():
             return 0  # the engine is writing the client: capture after it
         try:
-            plans = await self.plans()
-            pair = await self._open()
-            capture = self._capture_with(pair.client)
-            queued = 0
-            for plan in plans:
-                try:
-                    queued += await capture.capture_entity(plan, report, probe=probe)
-                except (NetworkError, ThrottledError, AuthError):
-                    raise
-                except CrmSyncError as exc:
-                    report.error(f"Client changes could not be read: {exc.message}", plan.entity)
+            async with self._exclusive or contextlib.nullcontext():
+                plans = await self.plans()
+                pair = await self._open()
+                capture = self._capture_with(pair.client)
+                queued = 0
+                for plan in plans:
+                    try:
+                        queued += await capture.capture_entity(plan, report, probe=probe)
+                    except (NetworkError, ThrottledError, AuthError):
+                        raise
+                    except CrmSyncError as exc:
+                        report.error(f"Client changes could not be read: {exc.message}", plan.entity)
         except (NetworkError, ThrottledError, AuthError) as exc:
             self._unreachable(self._client, "client", exc, report)
             return 0
@@ -362,16 +365,17 @@ class UploadService:
         if self._exclusive is not None and self._exclusive.locked():
             return 0
         try:
-            plans = await self.plans()
-            pair = await self._open()
-            if self._no_tombstones is None:
-                caps = await pair.client.capabilities([p.entity for p in plans])
-                self._no_tombstones = {p.entity for p in plans if not caps.change_tracking.get(p.entity, False)}
-            capture = self._capture_with(pair.client)
-            queued = 0
-            for plan in plans:
-                if plan.entity in self._no_tombstones:
-                    queued += await capture.sweep(plan, report)
+            async with self._exclusive or contextlib.nullcontext():
+                plans = await self.plans()
+                pair = await self._open()
+                if self._no_tombstones is None:
+                    caps = await pair.client.capabilities([p.entity for p in plans])
+                    self._no_tombstones = {p.entity for p in plans if not caps.change_tracking.get(p.entity, False)}
+                capture = self._capture_with(pair.client)
+                queued = 0
+                for plan in plans:
+                    if plan.entity in self._no_tombstones:
+                        queued += await capture.sweep(plan, report)
         except (NetworkError, ThrottledError, AuthError) as exc:
             self._unreachable(self._client, "client", exc, report)
             return 0
@@ -383,7 +387,11 @@ class UploadService:
     async def _drain(self, report: UploadLog) -> DrainResult:
         if not self._due(self._server):
             return DrainResult(unavailable=None)
-        plans = await self.plans()
+        try:
+            plans = await self.plans()
+        except (NetworkError, ThrottledError, AuthError) as exc:  # plans read the server's metadata
+            self._unreachable(self._server, "server", exc, report)
+            return DrainResult(unavailable=ServerUnavailable(exc))
         pair = await self._open()
         delivery = Delivery(self._db, self.profile, pair.server, pair.client, clock=self._clock,
                             settings=self.settings.delivery, publish=self.bus.publish)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 _Index = QModelIndex | QPersistentModelIndex
 
-NAME_KEYS = ("name", "fullname", "subject", "title", "topic", "lastname", "domainname")
+NAME_KEYS = ("name", "fullname", "subject", "title", "topic", "domainname")
 """Payload fields that name a record, in order of preference (primary names of common entities)."""
 
 _LOOKUP = "@lookup"

@@ -1,1 +1,1 @@
-"""Reusable widgets of the console: the ribbon toolbar, inline messages, the run progress panel."""
+"""Reusable widgets of the console: the ribbon toolbar, inline messages, the run progress panel, charts."""

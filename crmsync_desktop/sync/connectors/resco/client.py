@@ -34,6 +34,7 @@ from crmsync_desktop.sync.connectors.resco import wire
 from crmsync_desktop.sync.connectors.resco.metadata import RescoMetadata
 from crmsync_desktop.sync.connectors.resco.wire import ROW_VERSION, body_from_record, key, record_from_wire
 from crmsync_desktop.sync.connectors.types import (
+    BulkMessage,
     Capabilities,
     ChangePage,
     ChangeToken,
@@ -42,7 +43,6 @@ from crmsync_desktop.sync.connectors.types import (
     Identity,
     LookupValue,
     Page,
-    BulkMessage,
     Product,
     Record,
     RecordResult,

@@ -1,0 +1,196 @@
+"""Jobs & Logs over a real engine (two in-memory organizations) and a real store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from crmsync_desktop.domain import ConnectionProfile, EntityConfig, RunStatus, ScheduleConfig
+from crmsync_desktop.logs import RingBufferHandler
+from crmsync_desktop.store import repos
+from crmsync_desktop.store.db import Database
+from crmsync_desktop.store.migrate import open_store
+from crmsync_desktop.sync.connectors.types import LookupValue, Product
+from crmsync_desktop.sync.engine import SyncEngine
+from crmsync_desktop.sync.events import EngineState, EventBus, Progress, StateChanged
+from crmsync_desktop.sync.scheduler import SchedulePolicy, Scheduler
+from crmsync_desktop.ui.bridge import EngineBridge
+from crmsync_desktop.ui.models.runs_model import RunsTableModel
+from crmsync_desktop.views.jobs_view import JobsView, format_eta
+from tests.fakes.memory_org import MemoryOrg, sales_org
+from tests.sync.engine.conftest import PairFactory
+from tests.ui.test_transactions_model import run_detached, until
+
+PROFILE = "Contoso"
+
+
+@dataclass
+class EngineRig:
+    db: Database
+    server: MemoryOrg
+    client: MemoryOrg
+    engine: SyncEngine
+    bus: EventBus
+    bridge: EngineBridge
+
+
+def seed_accounts(server: MemoryOrg, n: int) -> list[str]:
+    owner = LookupValue("systemuser", server.user_id)
+    ids = []
+    for i in range(n):
+        rid = f"{i:08d}-0000-4000-8000-0000000000aa"
+        server.put("account", {"accountid": rid, "name": f"Account {i}", "numberofemployees": i, "statecode": i % 4 == 0,
+                               "address1_city": ("Prague", "Brno", "Vienna")[i % 3], "ownerid": owner})
+        ids.append(rid)
+    return ids
+
+
+@pytest.fixture
+def engine_rig(tmp_path: Path, qloop) -> Iterator[EngineRig]:  # type: ignore[no-untyped-def]
+    db = open_store(tmp_path / "store.sqlite3", tmp_path / "backups")
+    run_detached(repos.save_profile(db, ConnectionProfile(
+        name=PROFILE, server_url="https://contoso.crm.dynamics.com", client_url="https://contoso.rescocrm.com",
+        client_user="a")))
+    server = sales_org(Product.DATAVERSE, name="server")
+    client = MemoryOrg(Product.RESCO, name="client")
+    bus = EventBus()
+    bridge = EngineBridge(bus)
+    engine = SyncEngine(db, PairFactory(server, client), bus)
+    try:
+        yield EngineRig(db, server, client, engine, bus, bridge)
+    finally:
+        bridge.detach()
+        db.close()
+
+
+async def connect_and_enable(rig: EngineRig, *names: str) -> None:
+    result, _ = await rig.engine.connect(PROFILE)
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    configs = {c.logical_name: c for c in await repos.list_entity_configs(rig.db, PROFILE)}
+    await rig.engine.save_entity_configs(PROFILE, [replace(configs[n], enabled=True) for n in names])
+
+
+@pytest.fixture
+def ring() -> Iterator[RingBufferHandler]:
+    handler = RingBufferHandler(capacity=200)
+    logger = logging.getLogger("crmsync_desktop.test_jobs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def make_view(qtbot, rig: EngineRig, ring: RingBufferHandler, scheduler: Scheduler | None = None,  # type: ignore[no-untyped-def]
+              **kw: object) -> JobsView:
+    view = JobsView(rig.engine, rig.bridge, lambda: PROFILE, ring, scheduler, **kw)  # type: ignore[arg-type]
+    qtbot.addWidget(view)
+    view.resize(1100, 800)
+    view.show()
+    return view
+
+
+def test_runs_appear_after_a_sync_with_their_log(qtbot, qloop, qtmodeltester, engine_rig: EngineRig,  # type: ignore[no-untyped-def]
+                                                 ring: RingBufferHandler) -> None:
+    seed_accounts(engine_rig.server, 25)
+    qloop.run_until_complete(connect_and_enable(engine_rig, "account"))
+    view = make_view(qtbot, engine_rig, ring)
+    view.refresh()
+    qloop.run_until_complete(until(lambda: view.runs_model.rowCount() == 1))
+    assert view.runs_model.data(view.runs_model.index(0, RunsTableModel.COL_TRIGGER)) == "Connect"
+
+    view.sync_now_button.click()
+    assert not view.sync_now_button.isEnabled()  # one job at a time
+    qloop.run_until_complete(until(lambda: view.runs_model.rowCount() == 2 and view.sync_now_button.isEnabled()
+                                   and view.runs_model.run(0).status is not RunStatus.RUNNING))
+    newest = view.runs_model.run(0)
+    assert newest.status is RunStatus.SUCCEEDED and newest.trigger.value == "manual"
+    assert view.runs_model.data(view.runs_model.index(0, 6)) == "28"  # 25 accounts + business unit, user, team
+    assert "Last job: Incremental sync" in view.progress_title.text()
+    qloop.run_until_complete(until(lambda: view.run_log_model.run_id == newest.id and view.run_log_model.rowCount() > 0))
+    messages = [view.run_log_model.line(r).message for r in range(view.run_log_model.rowCount())]
+    assert any(m for m in messages)
+    assert f"Log of run #{newest.id}" in view.run_log_title.text()
+    assert len(view.chart.points) == 2 and view.chart.points[-1].records >= 25
+
+    view.runs_table.selectRow(1)  # the Connect run
+    qloop.run_until_complete(until(lambda: view.run_log_model.run_id == view.runs_model.run(1).id))
+    assert any("metadata" in view.run_log_model.line(r).message.lower() for r in range(view.run_log_model.rowCount()))
+    qtmodeltester.check(view.runs_model, force_py=True)
+    qtmodeltester.check(view.run_log_model, force_py=True)
+    view.detach()
+
+
+def test_live_progress_and_throttled_indicator(qtbot, qloop, engine_rig: EngineRig, ring: RingBufferHandler) -> None:  # type: ignore[no-untyped-def]
+    view = make_view(qtbot, engine_rig, ring)
+    bus = engine_rig.bus
+    bus.publish(Progress(PROFILE, 7, "account", "download", 1200, 5000, records_per_second=412.4, eta_seconds=9.2))
+    assert view.progress_bar.isVisible()
+    assert (view.progress_bar.maximum(), view.progress_bar.value()) == (5000, 1200)
+    assert "account · download: 1,200 / 5,000" in view.progress_title.text()
+    assert view.rate_label.text() == "412 records/s" and view.eta_label.text() == "ETA 0:09"
+    bus.publish(Progress(PROFILE, 7, "contact", "download", 300, None, records_per_second=None))
+    assert view.progress_bar.maximum() == 0 and "300 so far" in view.progress_title.text()  # busy, total unknown
+    bus.publish(Progress("Other profile", 9, "lead", "download", 1, 2))
+    assert "contact" in view.progress_title.text()
+
+    until_at = datetime.now(UTC) + timedelta(seconds=75)
+    bus.publish(StateChanged(PROFILE, EngineState.THROTTLED, "429 Too Many Requests", until_at))
+    assert view.throttle_label.isVisible()
+    assert f"until {until_at.astimezone():%H:%M:%S}" in view.throttle_label.text()
+    assert "retrying in 1 min" in view.throttle_label.text()
+    assert "Throttled until" in view.state_label.text()
+    bus.publish(StateChanged(PROFILE, EngineState.SYNCING))
+    assert not view.throttle_label.isVisible() and "Syncing" in view.state_label.text()
+    assert format_eta(3725) == "1:02:05"
+    view.detach()
+
+
+def test_application_log_tab_follows_the_ring(qtbot, qloop, qtmodeltester, engine_rig: EngineRig,  # type: ignore[no-untyped-def]
+                                               ring: RingBufferHandler) -> None:
+    view = make_view(qtbot, engine_rig, ring)
+    logging.getLogger("crmsync_desktop.test_jobs").warning("Token refreshed for Contoso")
+    qloop.run_until_complete(until(lambda: view.app_log_model.rowCount() == 1))
+    assert view.app_log_model.data(view.app_log_model.index(0, 3)) == "Token refreshed for Contoso"
+    assert view.tabs.tabText(1) == "Application log"
+    view.detach()
+
+
+def test_schedule_editor_pause_resume_and_sync_now(qtbot, qloop, engine_rig: EngineRig, ring: RingBufferHandler) -> None:  # type: ignore[no-untyped-def]
+    qloop.run_until_complete(connect_and_enable(engine_rig, "account"))
+    scheduler = Scheduler(engine_rig.db, engine_rig.engine.sync, policy=SchedulePolicy(tick_seconds=3600))
+
+    async def config(profile: str) -> ScheduleConfig:
+        return (await repos.get_schedule_state(engine_rig.db, profile)).config
+
+    view = make_view(qtbot, engine_rig, ring, scheduler, schedule_config=config)
+    view.refresh()
+    assert view.schedule_box.isVisible() and view.pause_button.isVisible()
+    qloop.run_until_complete(until(lambda: view.schedule_enabled.isChecked()))
+    view.interval_spin.setValue(15)
+    view.apply_schedule_button.click()
+    qloop.run_until_complete(until(lambda: "Next run at" in view.next_run_label.text()))
+    assert qloop.run_until_complete(config(PROFILE)).interval_minutes == 15
+    qloop.run_until_complete(scheduler.drain())  # never synced: the schedule starts a run right away
+    qloop.run_until_complete(until(lambda: view.runs_model.rowCount() == 2
+                                   and view.runs_model.run(0).status is not RunStatus.RUNNING))
+    assert view.runs_model.run(0).trigger.value == "schedule"
+
+    view.pause_button.click()
+    qloop.run_until_complete(until(lambda: view.pause_button.text() == "Resume schedule"))
+    assert "Paused" in view.next_run_label.text()
+    view.pause_button.click()
+    qloop.run_until_complete(until(lambda: view.pause_button.text() == "Pause schedule"))
+
+    view.sync_now_button.click()
+    qloop.run_until_complete(until(lambda: view.runs_model.rowCount() == 3 and view.sync_now_button.isEnabled()
+                                   and view.runs_model.run(0).status is not RunStatus.RUNNING))
+    assert view.runs_model.run(0).trigger.value == "manual"
+    qloop.run_until_complete(scheduler.aclose())
+    view.detach()

@@ -22,16 +22,16 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from crmsync_desktop.domain import ConnectionProfile, TransactionOperation, TransactionStatus  # noqa: E402
-from crmsync_desktop.store import repos  # noqa: E402
-from crmsync_desktop.store.db import Database  # noqa: E402
-from crmsync_desktop.store.migrate import open_store  # noqa: E402
-from crmsync_desktop.store.models import OfflineTransactionModel  # noqa: E402
-from crmsync_desktop.store.repos._common import profile_id  # noqa: E402
-from crmsync_desktop.ui.queue_protocol import AllStatusesQueue  # noqa: E402
-from tests.ui.test_transactions_model import StoreQueue  # noqa: E402
+from crmsync_desktop.domain import ConnectionProfile, TransactionOperation, TransactionStatus
+from crmsync_desktop.store import repos
+from crmsync_desktop.store.db import Database
+from crmsync_desktop.store.migrate import open_store
+from crmsync_desktop.store.models import OfflineTransactionModel
+from crmsync_desktop.store.repos._common import profile_id
+from crmsync_desktop.ui.queue_protocol import AllStatusesQueue
+from tests.ui.test_transactions_model import StoreQueue
 
 PROFILE = "Contoso"
 BATCH = 50_000
@@ -69,8 +69,8 @@ def fill(db: Database, rows: int, error_share: float) -> float:
 
 
 def measure(db: Database, status: TransactionStatus | None, page_size: int) -> tuple[float, float, int]:
-    from PySide6.QtWidgets import QApplication
     import qasync
+    from PySide6.QtWidgets import QApplication
 
     from crmsync_desktop.views.transactions_view import TransactionsView
 

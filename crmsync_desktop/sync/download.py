@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
 DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
+WAITING_UPLOAD = "a client change to this record is waiting to upload; fetched again after it is delivered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,15 @@ class EntityDownloader:
     async def _write(self, plan: EntityPlan, records: list[Record], etags: Mapping[str, str]) -> None:
         entity, pid = plan.entity, plan.fields.primary_id
         projected = [project(r, plan.fields) for r in records]
+        # A record with a client change still waiting to upload is not overwritten now: the upload
+        # decides the conflict first, and the record is fetched again by id afterwards.
+        waiting = await repos.undelivered_records(self._db, self._profile, entity, [str(r[pid]) for r in projected])
+        if waiting:
+            projected = [r for r in projected if str(r[pid]) not in waiting]
+            self._rec.count(entity, "skipped", len(waiting))
+            if not self.dry_run:
+                await repos.add_download_retries(self._db, self._profile, entity,
+                                                 {rid: WAITING_UPLOAD for rid in waiting})
         projected, deferred = await self._defer_missing_lookups(plan, projected)
         ids = [str(r[pid]) for r in projected]
         held = await repos.get_record_states(self._db, self._profile, entity, ids)

@@ -24,6 +24,7 @@ from crmsync_desktop.domain import (
     EntityConfig,
     RunStatus,
     RunTrigger,
+    TransactionStatus,
 )
 from crmsync_desktop.errors import (
     AuthRequiredError,
@@ -53,6 +54,8 @@ from crmsync_desktop.sync.filters import (
 )
 from crmsync_desktop.sync.records import plan_fields
 from crmsync_desktop.sync.run_recorder import RunRecorder
+from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
+from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService
 from crmsync_desktop.sync.verify import VerifyReport, verify
 
 log = logging.getLogger(__name__)
@@ -139,6 +142,8 @@ class SyncEngine:
         self._credentials = credentials or CredentialStore()
         self.bus = bus or EventBus()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._uploads: dict[str, UploadService] = {}
+        self._upload_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -196,6 +201,59 @@ class SyncEngine:
                                           error or ""))
             return RunResult(recorder.run_id, status, recorder.summary(), _plain(recorder), error), value
 
+    # -- uploads (client -> server) ---------------------------------------------------------
+
+    def uploads(self, profile: str) -> UploadService:
+        """The profile's offline-transaction queue and upload loop (created on first use)."""
+        svc = self._uploads.get(profile)
+        if svc is None:
+            svc = UploadService(
+                self._db, profile, self._connectors, self.bus, exclusive=self._lock(profile),
+                planner=self._upload_planner(profile),
+            )
+            self._uploads[profile] = svc
+        return svc
+
+    def _upload_planner(self, profile: str) -> Planner:
+        async def planner(pair: OrganizationPairLike) -> Sequence[UploadPlan]:
+            schema = metadata_sync.snapshot_to_schema(await repos.load_metadata_snapshot(self._db, profile))
+            enabled = [c.logical_name for c in await repos.list_entity_configs(self._db, profile) if c.enabled]
+            order = list(metadata_sync.sync_order(schema, enabled))
+            return await build_upload_plans(
+                self._db, profile, pair.server, pair.client,
+                server_entities={e.logical_name: e for e in schema.entities}, order=order,
+            )
+
+        return planner
+
+    async def start_uploads(self) -> list[str]:
+        """Run the upload loop of every connected profile in the background; returns their names."""
+        started = []
+        for p in await repos.list_profiles(self._db):
+            if p.state is ConnectionState.CONNECTED and p.name not in self._upload_tasks:
+                self._upload_tasks[p.name] = asyncio.create_task(self.uploads(p.name).run_forever(),
+                                                                 name=f"uploads:{p.name}")
+                started.append(p.name)
+        return started
+
+    async def stop_uploads(self, profile: str | None = None) -> None:
+        names = [profile] if profile else list(self._uploads)
+        for name in names:
+            svc = self._uploads.get(name)
+            if svc is None:
+                continue
+            svc.stop()
+            task = self._upload_tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            await svc.aclose()
+            self._uploads.pop(name, None)
+
+    async def aclose(self) -> None:
+        """Stop background uploads (the composition root calls this before closing the database)."""
+        await self.stop_uploads()
+
     # -- metadata -----------------------------------------------------------------------
 
     async def connect(self, profile: str, entities: Sequence[str] | None = None) -> tuple[RunResult, Any]:
@@ -239,6 +297,8 @@ class SyncEngine:
                 rec.error(problem)
             if report.ok:  # a partial apply keeps the old snapshot, so the next Update Server re-plans it
                 await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
+            if p.name in self._uploads:
+                self._uploads[p.name].invalidate_plans()
             return report
 
         return await self._run(profile, "update_server", RunTrigger.UPDATE_SERVER, body)
@@ -289,6 +349,8 @@ class SyncEngine:
             state = await repos.get_sync_state(self._db, profile, name)
             if state is not None and state.token:
                 await repos.put_sync_state(self._db, profile, replace(state, token=None))
+        if profile in self._uploads:
+            self._uploads[profile].invalidate_plans()
         return resync
 
     async def entity_statuses(self, profile: str) -> list[EntityStatus]:
@@ -497,6 +559,13 @@ class SyncEngine:
         dry_run: bool,
     ) -> tuple[RunResult, dict[tuple[str, str], list[str]] | None]:
         async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> dict[tuple[str, str], list[str]]:
+            if not dry_run and (await repos.count_transactions(self._db, p.name)).get(TransactionStatus.PENDING):
+                # Upload before download (as Resco does): the client's pending changes reach the
+                # server first, so the download does not overwrite them.
+                drained = await self.uploads(p.name).drain_once()
+                if drained.reached_server:
+                    rec.info(f"Uploaded {drained.delivered} pending client change(s) first "
+                             f"({drained.failed} failed, {drained.retrying} to retry, {drained.conflicts} conflicts)")
             plans, context, _ = await self._plans(p.name, pair, entities)
             downloader = EntityDownloader(
                 db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context,

@@ -80,12 +80,14 @@ class _EntityFilter(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
 
     def set_text(self, text: str) -> None:
+        self.beginFilterChange()
         self._text = text.strip().casefold()
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_enabled_only(self, on: bool) -> None:
+        self.beginFilterChange()
         self._enabled_only = on
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
         model = self.sourceModel()
@@ -210,10 +212,11 @@ class EntitiesView(QWidget):
 
     # -- loading --------------------------------------------------------------------------
 
-    def load(self, profile: str | None) -> asyncio.Task[Any] | None:
+    def load(self, profile: str | None, *, keep_message: bool = False) -> asyncio.Task[Any] | None:
         """Show ``profile``'s entities (discarding unsaved edits: the shell asks first)."""
         self.profile = profile
-        self.message.clear()
+        if not keep_message:
+            self.message.clear()
         if profile is None:
             self.model.clear()
             self.schema = None
@@ -329,11 +332,9 @@ class EntitiesView(QWidget):
         self.saved.emit(list(resync))
         self.reload_keeping_message(profile)
 
-    def reload_keeping_message(self, profile: str) -> None:
-        level, title, text = self.message.level, self.message.title_label.text(), self.message.text_label.text()
-        task = self.load(profile)
-        if task is not None:
-            task.add_done_callback(lambda *_: self.message.show_message(level, title, text))
+    def reload_keeping_message(self, profile: str) -> asyncio.Task[Any] | None:
+        """Reload the rows (counts, last sync) without hiding the message that reports what just happened."""
+        return self.load(profile, keep_message=True)
 
     def _save_failed(self, exc: BaseException) -> None:
         if isinstance(exc, FilterError):

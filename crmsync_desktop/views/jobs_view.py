@@ -37,7 +37,14 @@ from PySide6.QtWidgets import (
 
 from crmsync_desktop.domain import RunStatus, RunTrigger, ScheduleConfig
 from crmsync_desktop.logs import RingBufferHandler
-from crmsync_desktop.sync.events import EngineState, LogEmitted, Progress, RunFinished, RunStarted, StateChanged
+from crmsync_desktop.sync.events import (
+    EngineState,
+    LogEmitted,
+    Progress,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+)
 from crmsync_desktop.sync.scheduler import ScheduleKind, ScheduleStatus
 from crmsync_desktop.ui.bridge import EngineBridge
 from crmsync_desktop.ui.models.log_model import LogTableModel
@@ -46,7 +53,6 @@ from crmsync_desktop.ui.models.runs_model import (
     LiveLogLine,
     RunLogModel,
     RunsTableModel,
-    format_duration,
     run_duration,
     run_totals,
 )
@@ -109,7 +115,7 @@ class JobsScheduler(Protocol):
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = int(round(max(0.0, seconds)))
+    seconds = round(max(0.0, seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -311,6 +317,7 @@ class JobsView(QWidget):
             self.destroyed.connect(lambda *_: self.app_log_model.detach())
         else:
             self.destroyed.connect(lambda *_: self.app_log_model.detach())
+        self.engine_state = EngineState.IDLE
         self._show_state(EngineState.IDLE, "")
         self._update_buttons()
 
@@ -479,8 +486,6 @@ class JobsView(QWidget):
         detail_html = f" — {_escape(detail)}" if detail and state is not EngineState.SYNCING else ""
         self.state_label.setText(f'<span style="color:{colour}">●</span> <b>{text}</b>{detail_html}')
         self.engine_state = state
-
-    engine_state = EngineState.IDLE
 
     def _update_throttle(self) -> None:
         until = self._throttled_until

@@ -83,14 +83,19 @@ def run_detached(coro):  # type: ignore[no-untyped-def]
         loop.close()
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
+def open_test_store(tmp_path: Path) -> Iterator[Database]:
+    """A migrated store with the profile saved (for ``yield from`` in fixtures)."""
     database = open_store(tmp_path / "store.sqlite3", tmp_path / "backups")
     run_detached(repos.save_profile(database, ConnectionProfile(name=PROFILE)))
     try:
         yield database
     finally:
         database.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    yield from open_test_store(tmp_path)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crmsync_desktop.domain import ConnectionProfile, EntityConfig, RunStatus, ScheduleConfig
+from crmsync_desktop.domain import ConnectionProfile, RunStatus, ScheduleConfig
 from crmsync_desktop.logs import RingBufferHandler
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
@@ -44,14 +44,14 @@ def seed_accounts(server: MemoryOrg, n: int) -> list[str]:
     ids = []
     for i in range(n):
         rid = f"{i:08d}-0000-4000-8000-0000000000aa"
-        server.put("account", {"accountid": rid, "name": f"Account {i}", "numberofemployees": i, "statecode": i % 4 == 0,
+        server.put("account", {"accountid": rid, "name": f"Account {i}", "numberofemployees": i, "statecode": 1 if i % 4 == 0 else 0,
                                "address1_city": ("Prague", "Brno", "Vienna")[i % 3], "ownerid": owner})
         ids.append(rid)
     return ids
 
 
-@pytest.fixture
-def engine_rig(tmp_path: Path, qloop) -> Iterator[EngineRig]:  # type: ignore[no-untyped-def]
+def open_engine_rig(tmp_path: Path) -> Iterator[EngineRig]:
+    """A store with the profile, a sales server, an empty Resco client, the engine and its bridge."""
     db = open_store(tmp_path / "store.sqlite3", tmp_path / "backups")
     run_detached(repos.save_profile(db, ConnectionProfile(
         name=PROFILE, server_url="https://contoso.crm.dynamics.com", client_url="https://contoso.rescocrm.com",
@@ -66,6 +66,11 @@ def engine_rig(tmp_path: Path, qloop) -> Iterator[EngineRig]:  # type: ignore[no
     finally:
         bridge.detach()
         db.close()
+
+
+@pytest.fixture
+def engine_rig(tmp_path: Path, qloop) -> Iterator[EngineRig]:  # type: ignore[no-untyped-def]
+    yield from open_engine_rig(tmp_path)
 
 
 async def connect_and_enable(rig: EngineRig, *names: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel
@@ -14,9 +15,14 @@ from crmsync_desktop.sync.upload.events import QueueChanged
 from crmsync_desktop.ui.bridge import EngineBridge
 from crmsync_desktop.ui.queue_protocol import AllStatusesQueue
 from crmsync_desktop.views.transactions_view import TAB_STATUSES, TransactionsView
-from tests.ui.test_transactions_model import PROFILE, StoreQueue, db, seed, until  # noqa: F401  (fixture)
+from tests.ui.test_transactions_model import PROFILE, StoreQueue, open_test_store, seed, until
 
 E, P, PR, A = TransactionStatus.ERROR, TransactionStatus.PENDING, TransactionStatus.PROCESSED, TransactionStatus.ARCHIVED
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    yield from open_test_store(tmp_path)
 
 
 @pytest.fixture

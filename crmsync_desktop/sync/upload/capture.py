@@ -22,9 +22,10 @@ Creates, updates and assigns of records that do not match the entity's upload fi
 as "not_uploaded" and dropped. The transactions, the new baselines and the token are committed in
 one SQLite transaction (``repos.commit_capture``).
 
-The very first capture of an entity (no client token yet) only learns the client's records
-(baselines) and the token: records that were there before capture started are not uploaded,
-unless ``upload_existing`` is set.
+The very first capture of an entity (no client token yet) only learns the client-only records
+(baselines) and the token: records the server never had that were there before capture started
+are not uploaded, unless ``upload_existing`` is set. Records the download wrote are compared with
+what it wrote, so an edit made between a Sync All and the first capture is still uploaded.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ class ChangeCapture:
             if synced is not None and synced.content_hash == digest:
                 report.count(entity, "echo")
                 continue  # the engine's own write, or nothing that travels changed
-            if initial and seen is None and not self._upload_existing:
-                existing += 1
+            if initial and seen is None and synced is None and not self._upload_existing:
+                existing += 1  # a client-only record from before capture started
                 continue
             candidates.append((rid, record, digest))
         if existing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
@@ -74,7 +74,7 @@ def format_duration(value: timedelta | None) -> str:
     seconds = max(0.0, value.total_seconds())
     if seconds < 10:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
@@ -89,7 +89,7 @@ class RunsTableModel(QAbstractTableModel):
     HEADERS = ("#", "Trigger", "Started", "Duration", "Status", "Read", "Created", "Updated", "Deleted", "Failed",
                "Result")
     COL_ID, COL_TRIGGER, COL_STARTED, COL_DURATION, COL_STATUS = range(5)
-    COUNTER_COLUMNS = {5: "read", 6: "created", 7: "updated", 8: "deleted", 9: "failed"}
+    COUNTER_COLUMNS: ClassVar[dict[int, str]] = {5: "read", 6: "created", 7: "updated", 8: "deleted", 9: "failed"}
     COL_RESULT = 10
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -93,7 +93,7 @@ class RunsChart(QWidget):
 
     # -- painting ---------------------------------------------------------------------------------
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         palette = self.palette()
@@ -188,7 +188,7 @@ class RunsChart(QWidget):
                 return p
         return None
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         p = self.point_at(event.position().x(), event.position().y())
         if p is None:
             QToolTip.hideText()

@@ -1,0 +1,54 @@
+"""Uploads through the engine facade: a client change reaches the server, and is not echoed back."""
+
+from __future__ import annotations
+
+from crmsync_desktop.domain import EntityConfig, RunStatus, TransactionStatus
+from crmsync_desktop.store import repos
+from tests.sync.engine.conftest import PROFILE, Rig
+from tests.sync.engine.test_engine_download import _id, connect_and_enable, seed_accounts
+
+
+def client_key(rig: Rig) -> str:
+    """The client organization's name for the account key (matched to the server's by role)."""
+    return rig.run(rig.client.get_entity("account")).primary_id
+
+
+def test_client_change_goes_up_and_the_next_download_skips_its_echo(rig: Rig) -> None:
+    ids = seed_accounts(rig, 5)
+    connect_and_enable(rig, EntityConfig("account"))
+    assert rig.run(rig.engine.sync(PROFILE, full=True)).status is RunStatus.SUCCEEDED
+    uploads = rig.engine.uploads(PROFILE)
+    assert rig.run(uploads.capture_once()) == 0  # the download's own writes are not changes
+
+    rig.client.put("account", {client_key(rig): ids[1], "name": "edited on the client"})
+    assert rig.run(uploads.capture_once()) == 1
+    result = rig.run(uploads.drain_once())
+    assert result.delivered == 1
+    assert rig.server.get("account", ids[1])["name"] == "edited on the client"
+    counts = rig.run(repos.count_transactions(rig.db, PROFILE))
+    assert counts[TransactionStatus.PROCESSED] == 1 and counts[TransactionStatus.PENDING] == 0
+
+    rig.client.reset_requests()
+    after = rig.run(rig.engine.sync(PROFILE))
+    assert after.status is RunStatus.SUCCEEDED, after.error
+    assert after.counts.get("account", {}).get("updated", 0) == 0  # the server's echo is not written back
+    assert rig.client.requests["upsert_many"] == 0
+    assert rig.run(uploads.capture_once()) == 0
+    rig.run(rig.engine.aclose())
+
+
+def test_pending_change_is_uploaded_before_the_download_overwrites_it(rig: Rig) -> None:
+    ids = seed_accounts(rig, 3)
+    connect_and_enable(rig, EntityConfig("account"))
+    rig.run(rig.engine.sync(PROFILE, full=True))
+    uploads = rig.engine.uploads(PROFILE)
+    rig.client.put("account", {client_key(rig): ids[0], "name": "client version"})
+    rig.run(uploads.capture_once())  # queued, not yet delivered
+    result = rig.run(rig.engine.sync(PROFILE))  # drains first, then downloads
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert rig.server.get("account", ids[0])["name"] == "client version"
+    assert rig.client.get("account", ids[0])["name"] == "client version"
+    _, report = rig.run(rig.engine.verify(PROFILE))
+    assert report.in_sync
+    assert _id(0) == ids[0]
+    rig.run(rig.engine.aclose())

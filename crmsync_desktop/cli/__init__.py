@@ -125,6 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("profile")
     status.set_defaults(run=commands.status)
 
+    tx = groups.add_parser("transactions", help="the Offline Transactions queue (client changes to the server)")
+    tx_sub = tx.add_subparsers(dest="action", required=True)
+    tlist = tx_sub.add_parser("list", help="transactions, newest first")
+    tlist.add_argument("profile")
+    tlist.add_argument("--status", choices=["all", "pending", "processed", "error", "archived"], default="error")
+    tlist.add_argument("--limit", type=int, default=50)
+    tlist.set_defaults(run=commands.transactions_list)
+    for name, helptext in (("retry", "set the given transactions back to Pending"),
+                           ("archive", "set the given transactions to Archived (never sent)")):
+        p = tx_sub.add_parser(name, help=helptext)
+        p.add_argument("profile")
+        p.add_argument("ids", nargs="+", type=int)
+        p.set_defaults(run=commands.transactions_set, to=name)
+    terr = tx_sub.add_parser("retry-errors", help="set every transaction in Error back to Pending")
+    terr.add_argument("profile")
+    terr.set_defaults(run=commands.transactions_retry_errors)
+
+    service = groups.add_parser("run", help="service mode: upload client changes continuously and download "
+                                            "server changes on the schedule, until stopped (Ctrl+C / SIGTERM)")
+    service.set_defaults(run=commands.run_service)
+
     runs = groups.add_parser("runs", help="run history")
     runs_sub = runs.add_subparsers(dest="action", required=True)
     rlist = runs_sub.add_parser("list", help="recent runs")

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
-from crmsync_desktop.domain import AuthKind, ConnectionProfile, DeletionStrategy, RunStatus, ServerKind
+from crmsync_desktop.domain import (
+    AuthKind,
+    ConnectionProfile,
+    DeletionStrategy,
+    RunStatus,
+    ServerKind,
+    TransactionStatus,
+)
 from crmsync_desktop.errors import ConfigError, ConfigFileError, ProfileNotFoundError
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.sync.engine import RunResult, SyncEngine
@@ -270,3 +277,80 @@ async def runs_show(ctx: Context) -> Outcome:
     text = "\n".join(f"{line.at:%H:%M:%S} {line.level:<7} {line.entity + ': ' if line.entity else ''}{line.message}"
                      for line in lines) or f"Run {ctx.args.run_id} has no log lines."
     return Outcome(data, text)
+
+
+# -- offline transactions ----------------------------------------------------------------------
+
+_STATUS = {"pending": TransactionStatus.PENDING, "processed": TransactionStatus.PROCESSED,
+           "error": TransactionStatus.ERROR, "archived": TransactionStatus.ARCHIVED, "all": None}
+
+
+async def transactions_list(ctx: Context) -> Outcome:
+    queue = ctx.engine.uploads(ctx.args.profile)
+    status = _STATUS[ctx.args.status]
+    page = await queue.list(status, limit=ctx.args.limit)
+    counts = await queue.counts()
+    data = {
+        "counts": {k.value: v for k, v in counts.items()},
+        "items": [
+            {"id": t.id, "created_at": t.created_at, "entity": t.entity, "record_id": t.record_id,
+             "operation": t.operation.value, "status": t.status.value, "attempts": t.attempts,
+             "last_error": t.last_error, "processed_at": t.processed_at}
+            for t in page.items
+        ],
+    }
+    lines = ["  ".join(f"{k.value}: {v}" for k, v in counts.items())]
+    for t in page.items:
+        lines.append(f"{t.id:>8}  {t.created_at:%Y-%m-%d %H:%M:%S}  {t.status.value:<9} {t.operation.value:<12} "
+                     f"{t.entity}/{t.record_id or '-'}" + (f"  — {t.last_error}" if t.last_error else ""))
+    return Outcome(data, "\n".join(lines))
+
+
+async def transactions_set(ctx: Context) -> Outcome:
+    queue = ctx.engine.uploads(ctx.args.profile)
+    if ctx.args.to == "retry":
+        changed = await queue.set_pending(ctx.args.ids)
+        text = f"{changed} transaction(s) set to Pending; they are sent on the next delivery."
+    else:
+        changed = await queue.archive(ctx.args.ids)
+        text = f"{changed} transaction(s) archived; they will not be sent."
+    if changed < len(ctx.args.ids):
+        text += f" {len(ctx.args.ids) - changed} were not in a status that allows it."
+    return Outcome({"changed": changed}, text)
+
+
+async def transactions_retry_errors(ctx: Context) -> Outcome:
+    changed = await ctx.engine.uploads(ctx.args.profile).retry_errors()
+    return Outcome({"changed": changed}, f"{changed} transaction(s) in Error set back to Pending.")
+
+
+# -- service mode ------------------------------------------------------------------------------
+
+
+async def run_service(ctx: Context) -> Outcome:
+    """Upload loops of every connected profile plus the periodic download, until SIGINT/SIGTERM."""
+    import asyncio
+    import signal
+
+    from crmsync_desktop.sync.scheduler import Scheduler
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C still raises KeyboardInterrupt
+            pass
+    scheduler = Scheduler(ctx.db, ctx.engine.sync, is_busy=ctx.engine.is_running)
+    started = await ctx.engine.start_uploads()
+    if not started:
+        await ctx.engine.aclose()
+        raise ConfigError("No connected profile to run. Connect a profile first ('crmsync connect PROFILE').")
+    scheduler.start()
+    print(f"crmsync service running for: {', '.join(started)} (Ctrl+C to stop)", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await scheduler.aclose()
+        await ctx.engine.aclose()
+    return Outcome({"profiles": started}, "Stopped.")

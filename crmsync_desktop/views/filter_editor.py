@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QMenu,
     QPlainTextEdit,
     QProgressBar,
@@ -446,6 +447,8 @@ class FilterEditorDialog(QDialog):
             self.status_label.setText(f"Metadata of {len(schema.entities)} server entities loaded.")
         self.model.set_catalog(FieldCatalog(schema))
         self.tree.expandAll()
+        self.tree.resizeColumnToContents(0)
+        self.tree.setColumnWidth(0, max(300, min(460, self.tree.columnWidth(0) + 16)))
         self._revalidate()
 
     def _schema_failed(self, exc: BaseException) -> None:
@@ -455,8 +458,9 @@ class FilterEditorDialog(QDialog):
     # -- preview ---------------------------------------------------------------------------------
 
     def _clear_preview(self, text: str) -> None:
-        if self._preview_task is None and self.preview_sample.count():
+        if self._preview_task is None and self.preview_count.text() != "Not previewed yet.":
             self.preview_count.setText(text)
+            self.preview_sample.clear()
 
     def preview(self) -> None:
         if self._problems or self._xml_error or self._preview_task is not None:
@@ -477,7 +481,10 @@ class FilterEditorDialog(QDialog):
                 + (" A sample:" if result.sample else "")
             )
             for rid, name in result.sample:
-                self.preview_sample.addItem(f"{name or '(no name)'}   {rid}")
+                item = QListWidgetItem(f"{name or '(no name)'}  ({rid[:8]}…)")
+                item.setToolTip(rid)
+                item.setData(Qt.ItemDataRole.UserRole, rid)
+                self.preview_sample.addItem(item)
             self._revalidate()
 
         def failed(exc: BaseException) -> None:

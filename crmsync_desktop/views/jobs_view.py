@@ -230,6 +230,7 @@ class JobsView(QWidget):
         self.eta_label = QLabel("")
         self.eta_label.setObjectName("etaLabel")
         self.throttle_label = QLabel("")
+        self.throttle_label.setTextFormat(Qt.TextFormat.PlainText)
         self.throttle_label.setObjectName("throttleBanner")
         self.throttle_label.setStyleSheet(
             "QLabel { background: #fff4d6; color: #6b4700; border: 1px solid #e8c66a; border-radius: 3px; "
@@ -494,7 +495,7 @@ class JobsView(QWidget):
             return
         left = (until - datetime.now(UTC)).total_seconds()
         self.throttle_label.setText(
-            f"⏸ Throttled by the server (service protection limits) until {until.astimezone():%H:%M:%S} — "
+            f"Throttled by the server (service protection limits) until {until.astimezone():%H:%M:%S} — "
             + (f"retrying {_in(left)}." if left > 0 else "retrying now.")
         )
         self.throttle_label.setVisible(True)

@@ -849,18 +849,18 @@ class MainWindow(QMainWindow):
         return bool(available() if callable(available) else available)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self._close_confirmed:
+        busy, dirty = self._busy(), self.entities.is_dirty
+        if self._close_confirmed or not (busy or dirty):
+            self._close_confirmed = True
             event.accept()
             if self._on_quit is not None:
                 self._on_quit()
             return
         event.ignore()
-        if self._busy():
+        if busy:
             self.ask_while_running()
-        elif self.entities.is_dirty:
-            self.ask_unsaved(self.quit_now)
         else:
-            self.quit_now()
+            self.ask_unsaved(self.quit_now)
 
     def quit_now(self) -> None:
         self._close_confirmed = True

@@ -111,7 +111,7 @@ class TransactionsView(QWidget):
         self.search_edit.setObjectName("transactionsSearch")
         self.search_edit.setPlaceholderText("Search entity, record id or name, #id")
         self.search_edit.setClearButtonEnabled(True)
-        self.search_edit.setMaximumWidth(320)
+        self.search_edit.setMinimumWidth(300)
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(300)
@@ -148,7 +148,7 @@ class TransactionsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(TransactionsTableModel.COL_ERROR, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 64), (1, 140), (2, 96), (3, 210), (4, 84), (5, 80), (6, 64), (8, 140)):
+        for col, width in ((0, 58), (1, 136), (2, 88), (3, 200), (4, 76), (5, 70), (6, 64), (7, 260), (8, 136)):
             self.table.setColumnWidth(col, width)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
 
@@ -212,6 +212,7 @@ class TransactionsView(QWidget):
         self.tabs.setCurrentIndex(TAB_STATUSES.index(TransactionStatus.ERROR))
         self.tabs.currentChanged.connect(self._tab_changed)
         self._update_actions()
+        self._columns_for(TransactionStatus.ERROR)
         self.model.set_status(TransactionStatus.ERROR)
 
     # -- public ----------------------------------------------------------------------------------
@@ -269,7 +270,13 @@ class TransactionsView(QWidget):
 
     def _tab_changed(self, index: int) -> None:
         self.changed_hint.hide()
+        self._columns_for(TAB_STATUSES[index])
         self.model.set_status(TAB_STATUSES[index])
+
+    def _columns_for(self, status: TransactionStatus | None) -> None:
+        """"Processed at" only where something can have been processed."""
+        self.table.setColumnHidden(TransactionsTableModel.COL_PROCESSED,
+                                   status not in (None, TransactionStatus.PROCESSED))
 
     def _sort_changed(self, column: int, order: Qt.SortOrder) -> None:
         if column not in TransactionsTableModel.SORTABLE:

@@ -67,19 +67,39 @@ def seed_accounts(rig: GuiRig, n: int) -> None:
                                    "statecode": 0, "ownerid": owner})
 
 
+async def quiesce(timeout: float = 10.0) -> None:
+    """Wait until no other task is pending on the loop.
+
+    Views start follow-up tasks from done-callbacks (a save reloads the grid, a run reloads the
+    counts). A task still in flight when ``run_until_complete`` returns would take its next step
+    in qasync's final ``processEvents`` with no running loop (stack-recipes §4.4), so every wait
+    in these tests ends only when the loop is idle.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    me = asyncio.current_task()
+    quiet = 0
+    while quiet < 3:
+        pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        quiet = 0 if pending else quiet + 1
+        if pending and loop.time() > deadline:
+            raise AssertionError(f"tasks still pending: {pending}")
+        await asyncio.sleep(0 if not pending else 0.005)
+
+
 async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Await (never block) until ``predicate()`` holds: the loop keeps running meanwhile."""
+    """Await (never block) until ``predicate()`` holds and the loop is idle."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.01)
+    await quiesce(timeout)
 
 
 async def settle(task: asyncio.Future[Any] | None) -> None:
-    """Wait for a task started by a view, then let its done-callbacks run."""
+    """Wait for a task started by a view, then for everything it set off."""
     if task is not None:
         await asyncio.wait([task])
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await quiesce()

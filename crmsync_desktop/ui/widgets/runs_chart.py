@@ -149,7 +149,8 @@ class RunsChart(QWidget):
         bar_w = max(2.0, min(28.0, slot * 0.6))
         path = QPainterPath()
         started_path = False
-        label_every = max(1, int(metrics.horizontalAdvance("88:88 ") * 1.2 / slot) + 1)
+        label_every = max(1, int(metrics.horizontalAdvance("88.88 88:88 ") * 1.1 / slot) + 1)
+        labels = self.x_labels()
         for i, p in enumerate(self._points):
             cx = plot.left() + slot * (i + 0.5)
             h_ok = plot.height() * p.records / top_records
@@ -168,7 +169,7 @@ class RunsChart(QWidget):
                     started_path = True
             if i % label_every == 0 or i == n - 1:
                 painter.setPen(text)
-                label = p.started_at.astimezone().strftime("%H:%M")
+                label = labels[i]
                 painter.drawText(QRectF(cx - slot * label_every / 2, plot.bottom() + 3, slot * label_every,
                                         metrics.height()), Qt.AlignmentFlag.AlignHCenter, label)
         painter.setPen(QPen(LINE, 2))
@@ -181,6 +182,17 @@ class RunsChart(QWidget):
         painter.setPen(QPen(text, 1))
         painter.drawLine(plot.bottomLeft(), plot.bottomRight())
         painter.end()
+
+    def x_labels(self) -> list[str]:
+        """Start times (HH:MM, with the day when runs span days); run numbers when times repeat."""
+        if not self._points:
+            return []
+        days = {p.started_at.astimezone().date() for p in self._points}
+        fmt = "%d.%m %H:%M" if len(days) > 1 else "%H:%M"
+        labels = [p.started_at.astimezone().strftime(fmt) for p in self._points]
+        if len(set(labels)) < len(labels):
+            return [f"#{p.run_id}" for p in self._points]
+        return labels
 
     def point_at(self, x: float, y: float) -> ChartPoint | None:
         for rect, p in self._bars:

@@ -281,6 +281,211 @@ async def jobs(folder: Path) -> None:
         db.close()
 
 
+# -- console A: main window (entity grid), connection dialog, fields dialog, verify / dry run ------------
+
+
+def _memory_keyring() -> None:
+    """Screenshots never touch the desktop's keyring."""
+    import keyring
+
+    from tests.fakes.keyring_backend import InMemoryKeyring
+
+    keyring.set_keyring(InMemoryKeyring())
+
+
+OWNER_FILTER = ('<fetch><entity name="account"><filter type="and"><condition attribute="ownerid" operator="eq-userid"/>'
+                '<condition attribute="statecode" operator="eq" value="0"/></filter></entity></fetch>')
+ACTIVE_FILTER = ('<fetch><entity name="contact"><filter><condition attribute="statecode" operator="eq" value="0"/>'
+                 "</filter></entity></fetch>")
+
+
+async def _console(folder: Path, *, synced: bool = True):  # type: ignore[no-untyped-def]
+    """A connected Contoso profile with a few entities configured and synced, and a main window over it."""
+    from crmsync_desktop.auth.credentials import SecretKind
+    from crmsync_desktop.domain import DeletionStrategy
+    from crmsync_desktop.logs import RingBufferHandler
+    from crmsync_desktop.store import repos
+    from crmsync_desktop.sync.connectors.types import LookupValue
+    from crmsync_desktop.sync.profiles import ProfileService
+    from crmsync_desktop.ui.bridge import EngineBridge
+    from crmsync_desktop.views.main_window import MainWindow
+
+    _memory_keyring()
+    db, engine, bus, server = await _engine_rig(folder)
+    profile = await engine.get_profile(PROFILE)
+    await engine.save_connection(replace(profile, client_id="11111111-2222-3333-4444-555555555555"),
+                                 {SecretKind.CLIENT_PASSWORD: "pw", SecretKind.SERVER_CLIENT_SECRET: "secret"})
+    for i in range(60):
+        server.put("contact", {"contactid": f"{i:08x}-1c0e-4c2a-9d7e-000000000000", "lastname": f"Novak {i}",
+                               "firstname": "Jana", "statecode": 0,
+                               "ownerid": LookupValue("systemuser", server.user_id)})
+    configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
+    await engine.save_entity_configs(PROFILE, [
+        replace(configs["account"], enabled=True, sync_filter=OWNER_FILTER, sync_deletion=True),
+        replace(configs["contact"], enabled=True, sync_filter=ACTIVE_FILTER, sync_deletion=True,
+                deletion_strategy=DeletionStrategy.SWEEP, fields=("contactid", "firstname", "lastname", "ownerid")),
+        replace(configs["lead"], enabled=True),
+    ])
+    if synced:
+        await engine.sync(PROFILE, full=True)
+    ring = RingBufferHandler(capacity=500)
+    bridge = EngineBridge(bus)
+    window = MainWindow(engine, bridge, ProfileService(db), ring, data_dir=folder / "crmsync-home",
+                        keyring_status="SecretService")
+    return db, engine, bus, server, bridge, window
+
+
+@shot("main_window")
+async def main_window(folder: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    from crmsync_desktop.sync.events import Progress, RunStarted
+    from crmsync_desktop.ui.models.entities_model import Column
+    from crmsync_desktop.ui.widgets.message import MessageLevel
+
+    db, engine, bus, _server, bridge, window = await _console(folder)
+    try:
+        window.set_transactions_view(QLabel("Offline transactions"))  # the real tab needs the upload queue
+        window.resize(1360, 760)
+        window.show()
+        window.refresh()
+        await until(lambda: window.entities.model.rowCount() > 5)
+        model = window.entities.model
+        model.setData(model.index(model.row_of("opportunity"), Column.ENABLED), Qt.CheckState.Checked.value,
+                      Qt.ItemDataRole.CheckStateRole)
+        window.entities.select_entity("account")
+        window.entities.message.show_message(
+            MessageLevel.SUCCESS, "Sync All finished", "243 read, 243 created, 0 failed in 4 entities.")
+        await settle(window, 0.5)
+        save(window, OUT / "main-window-entities.png")
+
+        window.entities.discard_changes()
+        window.entities.message.clear()
+        bus.publish(RunStarted(PROFILE, 77, "sync_all"))
+        bus.publish(Progress(PROFILE, 77, "contact", "download", 18_400, 52_000, records_per_second=436.0,
+                             eta_seconds=77.0))
+        window.entities.search.setText("a")
+        window.entities.enabled_only.setChecked(True)
+        await settle(window, 0.3)
+        save(window, OUT / "main-window-progress.png")
+        window.close()
+    finally:
+        bridge.detach()
+        db.close()
+
+
+@shot("connection_dialog")
+async def connection_dialog(folder: Path) -> None:
+    from crmsync_desktop.views.connection_dialog import ConnectionDialog
+
+    db, engine, _bus, _server, bridge, window = await _console(folder, synced=False)
+    try:
+        dialog = ConnectionDialog(engine, bridge, None, existing_names=[PROFILE])
+        dialog.resize(660, 820)
+        dialog.open()
+        dialog.name_edit.setText("Fabrikam")
+        dialog.client_url.setText("https://rescocrm.com")
+        dialog.client_user.setText("admin@fabrikam.com")
+        dialog.server_url.setText("http://fabrikam.crm4.dynamics.com")
+        dialog.save()
+        await settle(dialog)
+        save(dialog, OUT / "connection-dialog-errors.png")
+        dialog.close()
+
+        from crmsync_desktop.domain import ConnectionState
+        from crmsync_desktop.sync.connectors.types import Product
+        from tests.fakes.memory_org import MemoryOrg
+
+        engine._connectors.client = MemoryOrg(Product.RESCO, name="contoso")  # a new, empty client organization
+        engine._connectors.server.name = "Contoso (Dynamics 365)"
+        profile = replace(await engine.get_profile(PROFILE), state=ConnectionState.DISCONNECTED)
+        await engine.save_connection(profile, {})
+        dialog = ConnectionDialog(engine, bridge, profile)
+        dialog.resize(660, 900)
+        dialog.open()
+        await until(lambda: bool(dialog.stored))
+        task = dialog.test_connection()
+        assert task is not None
+        await until(task.done)
+        await settle(dialog)
+        save(dialog, OUT / "connection-dialog-test.png")
+        task = dialog.connect_organizations()
+        assert task is not None
+        await until(task.done)
+        await settle(dialog)
+        save(dialog, OUT / "connection-dialog-connect.png")
+        dialog.close()
+        window.close()
+    finally:
+        bridge.detach()
+        db.close()
+
+
+@shot("fields_dialog")
+async def fields_dialog(folder: Path) -> None:
+    from crmsync_desktop.sync.metadata_sync import locked_fields
+    from crmsync_desktop.views.fields_dialog import FieldsDialog
+
+    db, engine, _bus, _server, bridge, window = await _console(folder, synced=False)
+    try:
+        schema = await engine.server_schema(PROFILE)
+        meta = schema.entity("account")
+        assert meta is not None
+        dialog = FieldsDialog(meta, (), locked_fields(meta, [OWNER_FILTER]))
+        dialog.model.set_checked([r for r in range(dialog.model.rowCount()) if r % 3 == 1], False)
+        dialog.resize(860, 600)
+        dialog.open()
+        await settle(dialog)
+        save(dialog, OUT / "fields-dialog.png")
+        dialog.close()
+        window.close()
+    finally:
+        bridge.detach()
+        db.close()
+
+
+@shot("verify_dry_run")
+async def verify_dry_run(folder: Path) -> None:
+    from crmsync_desktop.sync.connectors.types import LookupValue
+    from crmsync_desktop.views.verify_view import DryRunDialog, VerifyDialog
+
+    db, engine, _bus, server, bridge, window = await _console(folder)
+    try:
+        owner = LookupValue("systemuser", server.user_id)
+        for i in range(25):  # new and changed on the server since the last sync
+            server.put("account", {"accountid": f"{i + 900:08x}-5555-4c2a-9d7e-000000000000",
+                                   "name": f"New account {i}", "ownerid": owner, "statecode": 0})
+        for i in range(4):
+            server.put("contact", {"contactid": f"{i:08x}-1c0e-4c2a-9d7e-000000000000", "lastname": f"Dvořák {i}"})
+        result, report = await engine.verify(PROFILE)
+        dialog = VerifyDialog(PROFILE, result, report)
+        dialog.resize(1100, 380)
+        dialog.show()
+        await settle(dialog)
+        save(dialog, OUT / "verify-differences.png")
+        dialog.close()
+        result, examples = await engine.dry_run(PROFILE)
+        dialog = DryRunDialog(PROFILE, result, examples)
+        dialog.resize(1100, 380)
+        dialog.show()
+        await settle(dialog)
+        save(dialog, OUT / "dry-run.png")
+        dialog.close()
+        await engine.sync(PROFILE)
+        result, report = await engine.verify(PROFILE)
+        dialog = VerifyDialog(PROFILE, result, report)
+        dialog.resize(1100, 380)
+        dialog.show()
+        await settle(dialog)
+        save(dialog, OUT / "verify-in-sync.png")
+        dialog.close()
+        window.close()
+    finally:
+        bridge.detach()
+        db.close()
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     import qasync

@@ -148,6 +148,11 @@ class EntityDownloader:
         if not self.dry_run:
             await repos.put_sync_state(self._db, self._profile, state)
         self._rec.progress(plan.entity, "download", done, done, force=True)
+        counts = self._rec.counts.get(plan.entity, {})
+        parts = [f"{counts[k]} {k}" for k in ("read", "created", "updated", "unchanged", "deleted", "skipped", "failed")
+                 if counts.get(k)]
+        self._rec.info(("Would change: " if self.dry_run else "Done: ") + (", ".join(parts) or "no changes"),
+                       plan.entity)
 
     # -- one page -----------------------------------------------------------------------
 

@@ -394,16 +394,16 @@ class EntitiesView(QWidget):
 
 
 _WIDTHS = {
-    Column.ENABLED: 44,
-    Column.DISPLAY_NAME: 190,
-    Column.LOGICAL_NAME: 150,
-    Column.SYNC_FILTER: 200,
-    Column.UPLOAD_FILTER: 130,
+    Column.ENABLED: 40,
+    Column.DISPLAY_NAME: 170,
+    Column.LOGICAL_NAME: 140,
+    Column.SYNC_FILTER: 210,
+    Column.UPLOAD_FILTER: 110,
     Column.FIELDS: 70,
-    Column.SYNC_DELETION: 90,
+    Column.SYNC_DELETION: 96,
     Column.DELETION: 170,
-    Column.CHANGE_DETECTION: 120,
+    Column.CHANGE_DETECTION: 124,
     Column.RECORDS: 70,
-    Column.LAST_SYNC: 120,
-    Column.RETRIES: 60,
+    Column.LAST_SYNC: 100,
+    Column.RETRIES: 56,
 }

@@ -9,9 +9,10 @@ with the connection state, throttling, the offline queue, last and next sync.
 Everything that waits on I/O runs through ``ui.ops.run_op`` on the qasync loop; no dialog is ever
 ``exec()``-ed (boxes are ``open()``-ed and answered through signals).
 
-Integration points for screens built elsewhere (all optional; hidden until given):
-``filter_editor`` (the Sync Filter / Upload Filter dialog factory), ``transactions_view`` (the
-Offline Transactions tab) and ``jobs_view`` (Jobs & Logs; until then the live log table is shown).
+Integration points for screens built elsewhere: ``filter_editor`` (the Sync Filter / Upload Filter
+dialog; ``FilterEditorDialog`` unless another factory is given), and, optional and hidden until
+given, ``transactions_view`` (the Offline Transactions tab) and ``jobs_view`` (Jobs & Logs; until
+then the live log table is shown).
 A hosted view with a ``set_profile(name: str | None)`` method is told when the profile changes;
 ``profile_changed`` carries the same.
 """
@@ -62,6 +63,7 @@ from crmsync_desktop.ui.widgets.progress import ProgressPanel
 from crmsync_desktop.ui.widgets.ribbon import add_ribbon_group, toolbar_icon
 from crmsync_desktop.views.connection_dialog import ConnectionDialog
 from crmsync_desktop.views.entities_view import EntitiesView, FilterEditorFactory
+from crmsync_desktop.views.filter_editor import FilterEditorDialog
 from crmsync_desktop.views.verify_view import DryRunDialog, VerifyDialog
 
 __all__ = ["CONFIG_FILE_FILTER", "MainWindow"]
@@ -205,10 +207,13 @@ class MainWindow(QMainWindow):
         keyring = QLabel(f"Keyring: {keyring_status}")
         keyring.setObjectName("keyringLabel")
         self.statusBar().addPermanentWidget(keyring)
-        data = QLabel(f"Data: {data_dir}")
-        data.setToolTip(str(data_dir))
-        data.setMaximumWidth(360)
+        data = QLabel()
+        data.setObjectName("dataLabel")
+        data.setText(data.fontMetrics().elidedText(f"Data: {data_dir}", Qt.TextElideMode.ElideMiddle, 320))
+        data.setToolTip(f"Data folder: {data_dir}")
         self.statusBar().addPermanentWidget(data)
+        for label in (self.state_label, self.queue_label, self.sync_times_label, keyring):
+            label.setStyleSheet("QLabel { padding: 0 10px 0 2px; border-right: 1px solid palette(mid); }")
 
         # -- engine events ---------------------------------------------------------------
         bridge.state_changed.connect(self._state_changed)
@@ -219,8 +224,7 @@ class MainWindow(QMainWindow):
         if device_codes is not None:
             device_codes.prompted.connect(self._device_code)
 
-        if filter_editor is not None:
-            self.set_filter_editor(filter_editor)
+        self.set_filter_editor(filter_editor or FilterEditorDialog)
         if transactions_view is not None:
             self.set_transactions_view(transactions_view)
         if jobs_view is not None:

@@ -115,7 +115,7 @@ def test_ribbon_groups_and_shortcuts(window: MainWindow) -> None:
         return [b.text() for b in group.buttons if b.defaultAction().isVisible()]
 
     assert texts(window.server_group) == ["Connection", "Update Server", "Sync All"]
-    assert texts(window.entity_group) == ["Save", "Fields"]  # filter buttons appear once the editor is wired
+    assert texts(window.entity_group) == ["Save", "Sync Filter", "Upload Filter", "Fields"]
     assert texts(window.data_group) == ["Import", "Export"]
     assert texts(window.check_group) == ["Dry run", "Verify"]
     assert QKeySequence("Ctrl+S") in window.save_action.shortcuts()
@@ -393,3 +393,24 @@ def test_hosted_screens_and_filter_editor(window: MainWindow, qloop, rig: GuiRig
                              'operator="eq" value="0"/></filter></entity></fetch>')
     assert window.isWindowModified()
     editor.close()
+
+
+def test_sync_filter_opens_the_filter_editor(window: MainWindow, qloop, rig: GuiRig) -> None:  # type: ignore[no-untyped-def]
+    from crmsync_desktop.views.filter_editor import FilterEditorDialog
+
+    _connect(qloop, rig)
+    _open(qloop, window)
+    assert not window.sync_filter_action.isEnabled()  # no entity selected yet
+    window.entities.select_entity("contact")
+    assert window.sync_filter_action.isEnabled()
+    window.upload_filter_action.trigger()
+    dialog = window.findChild(FilterEditorDialog)
+    assert dialog is not None and dialog.isVisible()
+    qloop.run_until_complete(until(lambda: True))
+    xml = ('<fetch><entity name="contact"><filter><condition attribute="statecode" operator="eq" value="0"/>'
+           "</filter></entity></fetch>")
+    dialog.accepted_xml.emit(xml)
+    row = window.entities.model.row_at(window.entities.model.row_of("contact"))
+    assert row.config.upload_filter == xml and window.isWindowModified()
+    dialog.close()
+    qloop.run_until_complete(until(lambda: True))

@@ -479,7 +479,13 @@ def _is_checked(value: Any) -> bool:
 
 
 def _when(at: datetime | None) -> str:
-    return at.astimezone().strftime("%Y-%m-%d %H:%M") if at else "never"
+    """``Today 14:05``, ``26 Nov 14:05``, ``26 Nov 2025`` (the tooltip has the full time)."""
+    if at is None:
+        return "never"
+    local, now = at.astimezone(), datetime.now().astimezone()
+    if local.date() == now.date():
+        return local.strftime("Today %H:%M")
+    return local.strftime("%d %b %H:%M" if local.year == now.year else "%d %b %Y")
 
 
 def _changes(old: EntityConfig, new: EntityConfig) -> list[str]:

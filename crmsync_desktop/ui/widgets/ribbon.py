@@ -53,6 +53,8 @@ class RibbonGroup(QWidget):
                 button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
             row.addWidget(button)
             self.buttons.append(button)
+            button.setVisible(action.isVisible())  # a tool button does not follow its action's visibility
+            action.changed.connect(lambda b=button, a=action: b.setVisible(a.isVisible()))
         outer.addLayout(row)
         caption = QLabel(title, self)
         caption.setAlignment(Qt.AlignmentFlag.AlignHCenter)

@@ -86,6 +86,8 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
     from PySide6.QtWidgets import QApplication
 
     from crmsync_desktop.ui.bridge import EngineBridge
+    from crmsync_desktop.ui.device_code import DeviceCodeRelay
+    from crmsync_desktop.views.jobs_view import JobsView
     from crmsync_desktop.views.main_window import MainWindow
 
     app = QApplication.instance()
@@ -113,11 +115,12 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
         return await _fatal(exc, quit_event)
 
     credentials = demo.credentials if demo is not None else CredentialStore()
+    device_codes = DeviceCodeRelay()  # MSAL's device-code prompt -> the Connection dialog (any thread)
     factory = ProfileConnectorFactory(
         credentials,
         token_cache_path=paths.token_cache,
         ca_bundle=demo.ca_bundle if demo is not None else None,
-        on_device_code=lambda prompt: log.warning("Sign-in needed: %s", prompt.message),
+        on_device_code=device_codes,
     )
     engine = SyncEngine(db, factory, credentials=credentials)
     if demo is not None:
@@ -133,13 +136,20 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
     scheduler.start()
     bridge = EngineBridge(engine.bus)
 
+    profiles = ProfileService(db)
     window = MainWindow(
-        ProfileService(db),
+        engine,
+        bridge,
+        profiles,
         logging_setup.ring,
         data_dir=paths.data_dir,
         keyring_status="demo (in memory)" if demo is not None else await asyncio.to_thread(keyring_status, credentials),
         on_quit=quit_event.set,
+        device_codes=device_codes,
     )
+    window.set_jobs_view(JobsView(engine, bridge, window.current_profile_name, logging_setup.ring, scheduler,
+                                  schedule_config=profiles.load_config))
+    unsubscribe_schedule = scheduler.subscribe(window.set_schedule_status)
     if not args.tray or args.self_test:
         window.show()
     window.refresh()
@@ -156,7 +166,11 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
         else:
             await quit_event.wait()
     finally:
+        unsubscribe_schedule()
         window.log_model.detach()
+        detach_jobs = getattr(window.jobs_view, "detach", None)
+        if callable(detach_jobs):
+            detach_jobs()
         window.hide()
         bridge.detach()
         await scheduler.aclose()

@@ -338,15 +338,13 @@ async def _console(folder: Path, *, synced: bool = True):  # type: ignore[no-unt
 @shot("main_window")
 async def main_window(folder: Path) -> None:
     from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QLabel
 
     from crmsync_desktop.sync.events import Progress, RunStarted
     from crmsync_desktop.ui.models.entities_model import Column
     from crmsync_desktop.ui.widgets.message import MessageLevel
 
-    db, engine, bus, _server, bridge, window = await _console(folder)
+    db, _engine, bus, _server, bridge, window = await _console(folder)
     try:
-        window.set_transactions_view(QLabel("Offline transactions"))  # the real tab needs the upload queue
         window.resize(1360, 760)
         window.show()
         window.refresh()
@@ -434,7 +432,7 @@ async def fields_dialog(folder: Path) -> None:
         assert meta is not None
         dialog = FieldsDialog(meta, (), locked_fields(meta, [OWNER_FILTER]))
         dialog.model.set_checked([r for r in range(dialog.model.rowCount()) if r % 3 == 1], False)
-        dialog.resize(860, 600)
+        dialog.resize(980, 600)
         dialog.open()
         await settle(dialog)
         save(dialog, OUT / "fields-dialog.png")
@@ -460,14 +458,15 @@ async def verify_dry_run(folder: Path) -> None:
             server.put("contact", {"contactid": f"{i:08x}-1c0e-4c2a-9d7e-000000000000", "lastname": f"Dvořák {i}"})
         result, report = await engine.verify(PROFILE)
         dialog = VerifyDialog(PROFILE, result, report)
-        dialog.resize(1100, 380)
+        dialog.resize(1100, 460)
         dialog.show()
+        dialog.table.selectRow(0)
         await settle(dialog)
         save(dialog, OUT / "verify-differences.png")
         dialog.close()
         result, examples = await engine.dry_run(PROFILE)
         dialog = DryRunDialog(PROFILE, result, examples)
-        dialog.resize(1100, 380)
+        dialog.resize(1100, 460)
         dialog.show()
         await settle(dialog)
         save(dialog, OUT / "dry-run.png")
@@ -475,7 +474,7 @@ async def verify_dry_run(folder: Path) -> None:
         await engine.sync(PROFILE)
         result, report = await engine.verify(PROFILE)
         dialog = VerifyDialog(PROFILE, result, report)
-        dialog.resize(1100, 380)
+        dialog.resize(1100, 460)
         dialog.show()
         await settle(dialog)
         save(dialog, OUT / "verify-in-sync.png")

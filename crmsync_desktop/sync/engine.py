@@ -39,7 +39,7 @@ from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.values import JobRun, RunLogLine
 from crmsync_desktop.sync import metadata_sync
 from crmsync_desktop.sync.connectors.base import Connector
-from crmsync_desktop.sync.connectors.types import EntityMeta, Identity
+from crmsync_desktop.sync.connectors.types import EntityMeta, Identity, RelationshipKind
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, sweep
 from crmsync_desktop.sync.download import EntityDownloader, EntityPlan
 from crmsync_desktop.sync.events import EngineState, EventBus, StateChanged
@@ -263,7 +263,7 @@ class SyncEngine:
             rec.info("Reading the server's metadata")
             server = await metadata_sync.read_schema(pair.server, entities)
             client = await metadata_sync.read_schema(pair.client, None)
-            plan = metadata_sync.plan_connect(server, client)
+            plan = await self._supported(metadata_sync.plan_connect(server, client), pair.client, rec)
             report = await metadata_sync.apply_plan(
                 plan, pair.client, lambda what, done, total: rec.progress(what, "schema", done, total)
             )
@@ -287,7 +287,7 @@ class SyncEngine:
             names = [e.logical_name for e in snapshot.entities]
             server = await metadata_sync.read_schema(pair.server, names)
             client = await metadata_sync.read_schema(pair.client, None)
-            plan = metadata_sync.plan_update(snapshot, server, client)
+            plan = await self._supported(metadata_sync.plan_update(snapshot, server, client), pair.client, rec)
             report = await metadata_sync.apply_plan(
                 plan, pair.client, lambda what, done, total: rec.progress(what, "schema", done, total)
             )
@@ -302,6 +302,25 @@ class SyncEngine:
             return report
 
         return await self._run(profile, "update_server", RunTrigger.UPDATE_SERVER, body)
+
+    @staticmethod
+    async def _supported(plan: metadata_sync.SchemaPlan, client: Connector, rec: RunRecorder) -> metadata_sync.SchemaPlan:
+        """Drop the operations the client organization cannot perform, with a warning that says what to do."""
+        caps = await client.capabilities()
+        if caps.many_to_many:
+            return plan
+        kept = []
+        for op in plan.operations:
+            rel = getattr(op, "relationship", None)
+            if rel is not None and rel.kind is RelationshipKind.MANY_TO_MANY:
+                rec.warning(
+                    f"The N:N relationship {rel.schema_name} ({rel.entity1} - {rel.entity2}) is not synchronized: "
+                    "this client organization's connection cannot create or link N:N relationships yet. "
+                    "Create it in Woodford if you need it on the client; records of both entities still sync."
+                )
+                continue
+            kept.append(op)
+        return replace(plan, operations=tuple(kept))
 
     async def _ensure_entity_configs(self, profile: str, names: Sequence[str]) -> None:
         """A configuration row per server entity; users, teams and business units start enabled so owners resolve."""

@@ -120,6 +120,7 @@ def project(record: Mapping[str, object], plan: FieldPlan) -> Record:
     return out
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -143,7 +144,12 @@ def _canonical(value: object) -> object:
             return value
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.astimezone(UTC)
+        if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+            return moment.strftime("%Y-%m-%d")  # a date-only value: one product sends it with a midnight time
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return value
     return value
 
 

@@ -395,14 +395,14 @@ class EntitiesView(QWidget):
 
 _WIDTHS = {
     Column.ENABLED: 40,
-    Column.DISPLAY_NAME: 170,
-    Column.LOGICAL_NAME: 140,
-    Column.SYNC_FILTER: 210,
+    Column.DISPLAY_NAME: 160,
+    Column.LOGICAL_NAME: 130,
+    Column.SYNC_FILTER: 190,
     Column.UPLOAD_FILTER: 110,
     Column.FIELDS: 70,
     Column.SYNC_DELETION: 96,
     Column.DELETION: 170,
-    Column.CHANGE_DETECTION: 124,
+    Column.CHANGE_DETECTION: 118,
     Column.RECORDS: 70,
     Column.LAST_SYNC: 100,
     Column.RETRIES: 56,

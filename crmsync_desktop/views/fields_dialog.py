@@ -56,12 +56,12 @@ class FieldsDialog(QDialog):
         self.setObjectName("fieldsDialog")
         self.entity = entity
         self.setWindowTitle(f"Fields of {entity.label or entity.logical_name}")
-        self.resize(820, 560)
+        self.resize(980, 600)
 
         intro = QLabel(
             f"Choose the fields of <b>{entity.label or entity.logical_name}</b> ({entity.logical_name}) that are "
-            "synchronized. Fields marked 🔒 are needed by the sync and always travel. Changing the fields "
-            "makes the next sync read this entity in full."
+            "synchronized. Locked fields (padlock) are needed by the sync and always travel; the note says why. "
+            "Changing the fields makes the next sync read this entity in full."
         )
         intro.setWordWrap(True)
 

@@ -782,7 +782,8 @@ class MainWindow(QMainWindow):
 
     def _busy(self) -> bool:
         name = self.current_profile_name()
-        return self._operation is not None or (name is not None and self._engine.is_running(name))
+        return (self._operation is not None or self._external_run is not None
+                or (name is not None and self._engine.is_running(name)))
 
     def _update_actions(self, *_: object) -> None:
         p = self._current

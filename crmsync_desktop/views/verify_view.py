@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -61,6 +62,13 @@ class ReportDialog(QDialog):
         self.table.setWordWrap(False)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(len(headers) - 1, QHeaderView.ResizeMode.Stretch)
+        self.details = QPlainTextEdit(self)
+        self.details.setObjectName("reportDetails")
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(110)
+        self.details.setPlaceholderText("Select an entity to see its example records here.")
+        self.table.selectionModel().currentRowChanged.connect(
+            lambda current, _: self._show_details(proxy.mapToSource(current).row()))
         self.note = QLabel(self)
         self.note.setWordWrap(True)
         self.note.setObjectName("reportNote")
@@ -69,8 +77,17 @@ class ReportDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.verdict)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
         layout.addWidget(self.note)
         layout.addWidget(buttons)
+
+
+    def _show_details(self, row: int) -> None:
+        if not 0 <= row < self.model.rowCount():
+            self.details.clear()
+            return
+        r = self.model.row_at(row)
+        self.details.setPlainText(f"{r.cells[0]}\n{r.tooltip}" if r.tooltip else f"{r.cells[0]}: no examples.")
 
 
 class VerifyDialog(ReportDialog):

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialog
 
 from crmsync_desktop.auth.credentials import SecretKind
 from crmsync_desktop.domain import DeletionStrategy, RunStatus
+from crmsync_desktop.errors import ProfileNotFoundError
 from crmsync_desktop.store import repos
 from crmsync_desktop.ui.models.entities_model import Column
 from crmsync_desktop.views.entities_view import EntitiesView
@@ -153,4 +154,5 @@ def test_filter_editor_integration(qtbot, view: EntitiesView) -> None:  # type: 
 def test_engine_error_while_loading_is_shown(qtbot, qloop, rig: GuiRig, view: EntitiesView) -> None:  # type: ignore[no-untyped-def]
     qloop.run_until_complete(settle(view.load("Nobody")))
     assert view.message.isVisible() and view.message.level == "error"
-    assert "Nobody" in view.message.text_label.text() or view.message.title_label.text()
+    assert view.message.title_label.text() == ProfileNotFoundError.default_title
+    assert view.message.text_label.text()

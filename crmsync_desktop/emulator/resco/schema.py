@@ -196,7 +196,7 @@ def _system_fields() -> list[FieldDef]:
         FieldDef("modifiedon", "datetime", "Modified On", system=True),
         FieldDef("createdby", "lookup", "Created By", targets=["systemuser"], system=True),
         FieldDef("modifiedby", "lookup", "Modified By", targets=["systemuser"], system=True),
-        FieldDef("ownerid", "lookup", "Owner", targets=["systemuser"], system=True),
+        FieldDef("ownerid", "lookup", "Owner", targets=["systemuser", "team"], system=True),
         FieldDef("versionnumber", "rowversion", "Row Version", system=True),
     ]
 

@@ -85,6 +85,19 @@ def _systemuser() -> EntityDef:
     return entity
 
 
+def _team() -> EntityDef:
+    entity = EntityDef.from_json(
+        {
+            "name": "team",
+            "display_name": "Team",
+            "primary_name": "name",
+            "fields": [{"name": "name", "type": "string", "max_length": 160}],
+        }
+    )
+    entity.system = True
+    return entity
+
+
 def _hash(password: str, salt: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20_000).hex()
 
@@ -140,7 +153,9 @@ class RescoOrg:
             )
         engine.dispose()
         org = cls(path)
-        org.create_entity(_systemuser())
+        # Users and teams come with every organization; they own records (``ownerid``), so they
+        # are created together (each one's system lookups point at both).
+        org._create_entities([_systemuser(), _team()])
         org.add_user(username, password, fullname)
         return org
 
@@ -205,24 +220,31 @@ class RescoOrg:
             raise NotFound(f"Entity '{name}' does not exist.") from None
 
     def create_entity(self, entity: EntityDef) -> EntityDef:
-        with self._lock:
-            if entity.name in self.entities:
-                raise SchemaError(f"Entity '{entity.name}' already exists.")
-            self._check_targets(entity.fields.values(), pending=entity.name)
-            table = self._register(entity)
-            with self._engine.begin() as conn:
-                table.create(conn)
-                conn.execute(
-                    _entities.insert().values(name=entity.name, definition=json.dumps(entity.to_json()))
-                )
+        self._create_entities([entity])
         return entity
+
+    def _create_entities(self, entities: list[EntityDef]) -> None:
+        """Create entities whose lookups may point at each other (checked as one set)."""
+        with self._lock:
+            pending = {e.name for e in entities}
+            for entity in entities:
+                if entity.name in self.entities:
+                    raise SchemaError(f"Entity '{entity.name}' already exists.")
+                self._check_targets(entity.fields.values(), pending=pending)
+            for entity in entities:
+                table = self._register(entity)
+                with self._engine.begin() as conn:
+                    table.create(conn)
+                    conn.execute(
+                        _entities.insert().values(name=entity.name, definition=json.dumps(entity.to_json()))
+                    )
 
     def add_field(self, entity_name: str, new: FieldDef) -> FieldDef:
         with self._lock:
             entity = self.entity(entity_name)
             if new.name in entity.fields:
                 raise SchemaError(f"Field '{new.name}' already exists on '{entity.name}'.")
-            self._check_targets([new], pending=None)
+            self._check_targets([new], pending=set())
             with self._engine.begin() as conn:
                 for column in new.columns():
                     type_sql = column.type.compile(dialect=self._engine.dialect)
@@ -264,10 +286,10 @@ class RescoOrg:
             self._table_meta.remove(self.tables.pop(entity.name))
             del self.entities[entity.name]
 
-    def _check_targets(self, fields: Iterable[FieldDef], pending: str | None) -> None:
+    def _check_targets(self, fields: Iterable[FieldDef], pending: set[str]) -> None:
         for f in fields:
             for target in f.targets:
-                if target not in self.entities and target != pending:
+                if target not in self.entities and target not in pending:
                     raise SchemaError(f"Lookup '{f.name}' targets unknown entity '{target}'.")
 
     # ---- row versions --------------------------------------------------------------------------

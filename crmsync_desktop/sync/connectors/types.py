@@ -222,6 +222,7 @@ class Capabilities:
     change_tracking: Mapping[str, bool] = field(default_factory=dict)  # entity -> tombstones available
     bulk_messages: Mapping[str, frozenset[BulkMessage]] = field(default_factory=dict)
     can_create_schema: bool = True
+    many_to_many: bool = True  # N:N relationships and associate/disassociate are available
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from crmsync_desktop.sync.connectors.types import FieldMeta, FieldType
+from crmsync_desktop.ui.widgets.ribbon import toolbar_icon
 
 __all__ = ["FieldColumn", "FieldsModel", "type_label"]
 
@@ -134,7 +135,7 @@ class FieldsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             match column:
                 case FieldColumn.CHECK:
-                    return "🔒" if locked else None
+                    return None
                 case FieldColumn.LABEL:
                     return f.label or f.logical_name
                 case FieldColumn.LOGICAL_NAME:
@@ -147,6 +148,8 @@ class FieldsModel(QAbstractTableModel):
                     if f.type is FieldType.OTHER:
                         return "Not copied by the sync (unsupported type)"
                     return "Required" if f.required else ""
+        if role == Qt.ItemDataRole.DecorationRole and column is FieldColumn.CHECK and locked:
+            return toolbar_icon("lock")
         if role == Qt.ItemDataRole.ToolTipRole:
             if locked:
                 return f"{f.label or f.logical_name} cannot be left out: {locked}."

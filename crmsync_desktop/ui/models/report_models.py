@@ -50,7 +50,7 @@ def rows_for_verify(report: VerifyReport) -> list[ReportRow]:
             (e.entity, result, e.server_count, e.client_count, e.missing_on_client, e.extra_on_client,
              e.different, e.client_only, examples),
             problem=not e.in_sync,
-            tooltip=f"Example record ids: {examples}" if examples else "",
+            tooltip="\n".join(e.examples),
         ))
     return rows
 

@@ -39,7 +39,7 @@ def test_entities_and_fields(resco: Resco) -> None:
         assert fields["parentaccountid"]["targets"] == ["account"]
         assert client.post("/rest/v1/metadata/contoso/entities", json=CONTACT).status_code == 201
         names = [e["name"] for e in client.get("/rest/v1/metadata/contoso/entities").json()["value"]]
-        assert names == ["systemuser", "account", "contact"]
+        assert names == ["systemuser", "team", "account", "contact"]
         added = client.post(
             "/rest/v1/metadata/contoso/entities/account/fields",
             json={"name": "websiteurl", "type": "string", "max_length": 200},
@@ -73,7 +73,7 @@ def test_entities_and_fields(resco: Resco) -> None:
 
     reopened = RescoOrg(resco.org.path)
     try:
-        assert list(reopened.entities) == ["systemuser", "account"]
+        assert list(reopened.entities) == ["systemuser", "team", "account"]
         assert "websiteurl" not in reopened.entity("account").fields
     finally:
         reopened.close()

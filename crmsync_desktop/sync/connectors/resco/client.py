@@ -183,6 +183,7 @@ class RescoConnector:
             change_tracking={e: True for e in entities},  # row versions + GetDeletedRecords
             bulk_messages={e: bulk for e in entities},
             can_create_schema=True,
+            many_to_many=False,  # the N:N wire format is unknown (docs/emulator.md); refused, not guessed
         )
 
     def throttle_state(self) -> ThrottleState:

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from crmsync_desktop import __version__
 from crmsync_desktop.auth.credentials import CredentialStore
@@ -27,6 +28,10 @@ from crmsync_desktop.sync.engine import SyncEngine
 from crmsync_desktop.sync.organizations import ProfileConnectorFactory
 from crmsync_desktop.sync.profiles import ProfileService
 from crmsync_desktop.sync.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from crmsync_desktop.ui.single_instance import SingleInstance
+    from crmsync_desktop.ui.tray import TrayIcon
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,25 @@ def keyring_status(credentials: CredentialStore) -> str:
         return f"unavailable ({exc.title})"
 
 
+TRAY_NOTICE_MARKER = "tray-notice-shown"
+
+
+def _tray_notice_once(tray: TrayIcon, paths: AppPaths) -> None:
+    """The first time the window closes to the tray, say that syncing goes on there."""
+    marker = paths.config_dir / TRAY_NOTICE_MARKER
+    if marker.exists():
+        return
+    tray.notify(
+        "crmsync keeps running",
+        "The window is closed but synchronization continues in the background. "
+        "Use the tray icon to open the console or quit.",
+    )
+    try:
+        marker.write_text("shown\n")
+    except OSError:
+        log.debug("Could not remember the tray notice", exc_info=True)
+
+
 def _install_excepthook() -> None:
     """Log unexpected exceptions (redacted, with traceback) instead of losing them on stderr."""
     previous = sys.excepthook
@@ -81,14 +105,20 @@ async def _fatal(exc: CrmSyncError, quit_event: asyncio.Event) -> int:
     return exc.exit_code
 
 
-async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Namespace) -> int:
+async def amain(
+    paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Namespace, instance: SingleInstance
+) -> int:
     """Run the console until the user quits; returns the process exit code."""
     from PySide6.QtWidgets import QApplication
 
     from crmsync_desktop.ui.bridge import EngineBridge
     from crmsync_desktop.ui.device_code import DeviceCodeRelay
+    from crmsync_desktop.ui.queue_protocol import AllStatusesQueue
+    from crmsync_desktop.ui.tray import create_tray
+    from crmsync_desktop.ui.tray_controller import TrayController
     from crmsync_desktop.views.jobs_view import JobsView
     from crmsync_desktop.views.main_window import MainWindow
+    from crmsync_desktop.views.transactions_view import TransactionsView
 
     app = QApplication.instance()
     assert isinstance(app, QApplication)
@@ -122,7 +152,7 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
         ca_bundle=demo.ca_bundle if demo is not None else None,
         on_device_code=device_codes,
     )
-    engine = SyncEngine(db, factory, credentials=credentials)
+    engine = SyncEngine(db, factory, credentials=credentials, lock_dir=paths.data_dir / "locks")
     if demo is not None:
         from crmsync_desktop.demo import DEMO_PROFILE
         from crmsync_desktop.errors import ProfileNotFoundError
@@ -149,10 +179,41 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
     )
     window.set_jobs_view(JobsView(engine, bridge, window.current_profile_name, logging_setup.ring, scheduler,
                                   schedule_config=profiles.load_config))
+    window.set_transactions_view(
+        lambda name: TransactionsView(AllStatusesQueue(engine.uploads(name)), bridge, profile=name)
+    )
     unsubscribe_schedule = scheduler.subscribe(window.set_schedule_status)
-    if not args.tray or args.self_test:
-        window.show()
+
+    def show_window() -> None:
+        window.showNormal()
+        window.raise_()
+        window.activateWindow()
+
+    tray, no_tray_message = (None, "") if args.self_test else create_tray(
+        on_sync_now=lambda: scheduler.sync_now(window.current_profile_name() or ""),
+        on_pause=scheduler.pause,
+        on_resume=scheduler.resume,
+        on_open_console=show_window,
+        on_quit=window.request_quit,
+    )
+    tray_controller = None
+    unsubscribe_tray = None
+    if tray is not None:
+        window.set_tray_available(True)
+        tray_controller = TrayController(tray, bridge, window.current_profile_name)
+        unsubscribe_tray = scheduler.subscribe(tray_controller.on_schedule)
+        window.hidden_to_tray.connect(lambda: _tray_notice_once(tray, paths))
+    elif no_tray_message and args.tray:
+        log.warning("%s", no_tray_message)
+    if tray is None or not args.tray or args.self_test:
+        show_window()
+    if no_tray_message:
+        window.statusBar().showMessage(no_tray_message, 15_000)
+    instance.show_requested.connect(show_window)
     window.refresh()
+    started = await engine.start_uploads()
+    if started:
+        log.info("Uploading client changes for: %s", ", ".join(started))
     log.info("crmsync-desktop %s started (data folder %s)", __version__, paths.data_dir)
     try:
         if args.self_test:
@@ -166,6 +227,13 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
         else:
             await quit_event.wait()
     finally:
+        instance.close()
+        if unsubscribe_tray is not None:
+            unsubscribe_tray()
+        if tray_controller is not None:
+            tray_controller.stop()
+        if tray is not None:
+            tray.close()
         unsubscribe_schedule()
         window.log_model.detach()
         detach_jobs = getattr(window.jobs_view, "detach", None)
@@ -174,6 +242,7 @@ async def amain(paths: AppPaths, logging_setup: LoggingSetup, args: argparse.Nam
         window.hide()
         bridge.detach()
         await scheduler.aclose()
+        await engine.aclose()
         await asyncio.to_thread(db.close)
         if demo is not None:
             await asyncio.to_thread(demo.stop)
@@ -198,7 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName("crmsync-desktop")
     app.setOrganizationName("crmsync")
     app.setApplicationVersion(__version__)
+    from crmsync_desktop.ui.single_instance import SingleInstance, notify_running_instance
+
+    if not args.self_test and notify_running_instance(paths.data_dir):
+        log.info("crmsync-desktop already runs for %s; brought it to the front", paths.data_dir)
+        print("crmsync-desktop is already running; its window was brought to the front.")
+        logging_setup.close()
+        return 0
+    instance = SingleInstance(paths.data_dir)
     try:
-        return int(qasync.run(amain(paths, logging_setup, args)))
+        return int(qasync.run(amain(paths, logging_setup, args, instance)))
     finally:
         logging_setup.close()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any, AsyncIterator, Protocol, TypeVar
 
@@ -53,6 +54,7 @@ from crmsync_desktop.sync.filters import (
     validate_filter,
 )
 from crmsync_desktop.sync.records import plan_fields
+from crmsync_desktop.sync.process_lock import ProcessLock
 from crmsync_desktop.sync.run_recorder import RunRecorder
 from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
 from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService
@@ -136,7 +138,10 @@ class SyncEngine:
         connectors: ConnectorFactory,
         bus: EventBus | None = None,
         credentials: CredentialStore | None = None,
+        lock_dir: Path | None = None,
     ) -> None:
+        self._lock_dir = lock_dir
+        self._owners: dict[str, tuple[ProcessLock, int]] = {}
         self._db = db
         self._connectors = connectors
         self._credentials = credentials or CredentialStore()
@@ -152,6 +157,26 @@ class SyncEngine:
 
     def is_running(self, profile: str) -> bool:
         return self._lock(profile).locked()
+
+    def _take_owner(self, profile: str) -> None:
+        """Hold the profile's cross-process lock (counted: uploads and runs share it)."""
+        if self._lock_dir is None:
+            return
+        lock, count = self._owners.get(profile, (None, 0))
+        if lock is None:
+            lock = ProcessLock(self._lock_dir, profile)
+            lock.acquire()  # ProfileBusyError when another crmsync process works on this profile
+        self._owners[profile] = (lock, count + 1)
+
+    def _drop_owner(self, profile: str) -> None:
+        if profile not in self._owners:
+            return
+        lock, count = self._owners[profile]
+        if count <= 1:
+            lock.release()
+            del self._owners[profile]
+        else:
+            self._owners[profile] = (lock, count - 1)
 
     @asynccontextmanager
     async def _session(self, profile_name: str) -> AsyncIterator[tuple[ConnectionProfile, OrganizationPair]]:
@@ -170,36 +195,50 @@ class SyncEngine:
         body: Callable[[RunRecorder, ConnectionProfile, OrganizationPair], Awaitable[T]],
     ) -> tuple[RunResult, T | None]:
         async with self._lock(profile):
-            recorder = await RunRecorder(self._db, self.bus, profile, kind).start(trigger)
-            self.bus.publish(StateChanged(profile, EngineState.SYNCING, kind))
-            value: T | None = None
+            self._take_owner(profile)
             try:
-                async with self._session(profile) as (p, pair):
-                    value = await body(recorder, p, pair)
-            except asyncio.CancelledError:
-                recorder.warning("Cancelled")
-                await asyncio.shield(recorder.finish(RunStatus.CANCELLED, "cancelled"))
-                self.bus.publish(StateChanged(profile, EngineState.IDLE, "cancelled"))
-                raise
-            except CrmSyncError as exc:
-                recorder.error(f"{exc.title}: {exc.message}")
-                await recorder.finish(RunStatus.FAILED, exc.message)
-                self.bus.publish(StateChanged(profile, _state_for(exc), exc.message, _throttled_until(exc)))
-                result = RunResult(recorder.run_id, RunStatus.FAILED, recorder.summary(),
-                                   _plain(recorder), exc.message)
-                return result, None
-            except Exception as exc:
-                log.exception("Unexpected error during %s of %s", kind, profile)
-                recorder.error(f"Unexpected error: {type(exc).__name__}: {exc}")
-                await recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
-                self.bus.publish(StateChanged(profile, EngineState.ERROR, str(exc)))
-                raise
-            status = RunStatus.SUCCEEDED if recorder.errors == 0 else RunStatus.FAILED
-            error = None if status is RunStatus.SUCCEEDED else f"{recorder.errors} error(s); see the run log"
-            await recorder.finish(status, error)
-            self.bus.publish(StateChanged(profile, EngineState.IDLE if error is None else EngineState.ERROR,
-                                          error or ""))
-            return RunResult(recorder.run_id, status, recorder.summary(), _plain(recorder), error), value
+                return await self._run_owned(profile, kind, trigger, body)
+            finally:
+                self._drop_owner(profile)
+
+    async def _run_owned(
+        self,
+        profile: str,
+        kind: str,
+        trigger: RunTrigger,
+        body: Callable[[RunRecorder, ConnectionProfile, OrganizationPair], Awaitable[T]],
+    ) -> tuple[RunResult, T | None]:
+        """One run under the profile's locks: recorded, with its state events; errors become a failed run."""
+        recorder = await RunRecorder(self._db, self.bus, profile, kind).start(trigger)
+        self.bus.publish(StateChanged(profile, EngineState.SYNCING, kind))
+        value: T | None = None
+        try:
+            async with self._session(profile) as (p, pair):
+                value = await body(recorder, p, pair)
+        except asyncio.CancelledError:
+            recorder.warning("Cancelled")
+            await asyncio.shield(recorder.finish(RunStatus.CANCELLED, "cancelled"))
+            self.bus.publish(StateChanged(profile, EngineState.IDLE, "cancelled"))
+            raise
+        except CrmSyncError as exc:
+            recorder.error(f"{exc.title}: {exc.message}")
+            await recorder.finish(RunStatus.FAILED, exc.message)
+            self.bus.publish(StateChanged(profile, _state_for(exc), exc.message, _throttled_until(exc)))
+            result = RunResult(recorder.run_id, RunStatus.FAILED, recorder.summary(),
+                               _plain(recorder), exc.message)
+            return result, None
+        except Exception as exc:
+            log.exception("Unexpected error during %s of %s", kind, profile)
+            recorder.error(f"Unexpected error: {type(exc).__name__}: {exc}")
+            await recorder.finish(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            self.bus.publish(StateChanged(profile, EngineState.ERROR, str(exc)))
+            raise
+        status = RunStatus.SUCCEEDED if recorder.errors == 0 else RunStatus.FAILED
+        error = None if status is RunStatus.SUCCEEDED else f"{recorder.errors} error(s); see the run log"
+        await recorder.finish(status, error)
+        self.bus.publish(StateChanged(profile, EngineState.IDLE if error is None else EngineState.ERROR,
+                                      error or ""))
+        return RunResult(recorder.run_id, status, recorder.summary(), _plain(recorder), error), value
 
     # -- uploads (client -> server) ---------------------------------------------------------
 
@@ -231,6 +270,11 @@ class SyncEngine:
         started = []
         for p in await repos.list_profiles(self._db):
             if p.state is ConnectionState.CONNECTED and p.name not in self._upload_tasks:
+                try:
+                    self._take_owner(p.name)
+                except CrmSyncError as exc:
+                    log.warning("Uploads of %s are not started here: %s", p.name, exc.message)
+                    continue
                 self._upload_tasks[p.name] = asyncio.create_task(self.uploads(p.name).run_forever(),
                                                                  name=f"uploads:{p.name}")
                 started.append(p.name)
@@ -247,6 +291,7 @@ class SyncEngine:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+                self._drop_owner(name)
             await svc.aclose()
             self._uploads.pop(name, None)
 

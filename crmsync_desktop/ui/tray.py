@@ -117,6 +117,10 @@ class TrayIcon(QObject):
             note = state.notification
             self._tray.showMessage(note.title, note.message, _LEVEL_ICON[note.level], NOTIFICATION_MSECS)
 
+    def notify(self, title: str, message: str) -> None:
+        """A plain information balloon (besides the state notifications ``apply`` shows)."""
+        self._tray.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, NOTIFICATION_MSECS)
+
     def show(self) -> None:
         self._tray.show()
 

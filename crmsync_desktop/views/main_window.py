@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
     """Shell of the admin console. Collaborators arrive through ``__init__`` (no global look-ups)."""
 
     profile_changed = Signal(str)  # "" when there is no profile
+    hidden_to_tray = Signal()  # the window closed but the app keeps syncing in the tray
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self._profiles = profiles
         self._on_quit = on_quit
         self._device_codes = device_codes
+        self._quit_requested = False
         self._tray_available = tray_available
         self._profile_list: list[ConnectionProfile] = []
         self._current: ConnectionProfile | None = None
@@ -298,7 +300,7 @@ class MainWindow(QMainWindow):
                                            [key("Ctrl+R")])
         self.cancel_action = self._action("Cancel operation", "cancel", "Stop the running operation safely",
                                           self.cancel_operation)
-        self.quit_action = self._action("Quit", None, "Quit crmsync-desktop", self.close, [key("Ctrl+Q")])
+        self.quit_action = self._action("Quit", None, "Quit crmsync-desktop", self.request_quit, [key("Ctrl+Q")])
         self.sync_filter_action.setVisible(False)  # until a filter editor is wired (set_filter_editor)
         self.upload_filter_action.setVisible(False)
 
@@ -849,12 +851,23 @@ class MainWindow(QMainWindow):
     # closing
     # =====================================================================================
 
+    def set_tray_available(self, available: bool) -> None:
+        """Whether closing the window hides it to a tray icon (the composition root knows)."""
+        self._tray_available = available
+
     def _has_tray(self) -> bool:
         available = self._tray_available
         return bool(available() if callable(available) else available)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         busy, dirty = self._busy(), self.entities.is_dirty
+        if not self._close_confirmed and not self._quit_requested and not dirty and self._has_tray():
+            # With a tray, closing the window keeps the app (and its sync) running there;
+            # Quit in the tray menu or File > Quit ends it.
+            event.ignore()
+            self.hide()
+            self.hidden_to_tray.emit()
+            return
         if self._close_confirmed or not (busy or dirty):
             self._close_confirmed = True
             event.accept()
@@ -866,6 +879,13 @@ class MainWindow(QMainWindow):
             self.ask_while_running()
         else:
             self.ask_unsaved(self.quit_now)
+
+    def request_quit(self) -> None:
+        """Quit the application (not just hide to the tray), asking first when work would be lost."""
+        self._quit_requested = True
+        if self.isHidden():
+            self.showNormal()
+        self.close()
 
     def quit_now(self) -> None:
         self._close_confirmed = True

@@ -97,6 +97,7 @@ def create_app(org: DataverseOrg, authenticator: BearerAuthenticator) -> Starlet
         base = {"REQ_ID": req_id, "x-ms-service-request-id": req_id}
         if version not in VERSIONS:
             return _to_starlette(error_response(errors.segment_not_found(version)), base)
+        org.count_request(request.method, request.path_params["path"])
         faults = org.faults
         if faults.offline or dice.roll(faults.drop_rate):
             return await _drop_connection(request)
@@ -160,6 +161,13 @@ def create_app(org: DataverseOrg, authenticator: BearerAuthenticator) -> Starlet
     async def get_config(request: StarletteRequest) -> None:
         return None
 
+    async def get_requests(request: StarletteRequest) -> Response:
+        return JSONResponse(org.request_counts_snapshot())
+
+    async def reset_requests(request: StarletteRequest) -> Response:
+        org.reset_request_counts()
+        return JSONResponse(org.request_counts_snapshot())
+
     async def patch_faults(request: StarletteRequest) -> None:
         org.set_faults(**await body_of(request))
 
@@ -199,6 +207,8 @@ def create_app(org: DataverseOrg, authenticator: BearerAuthenticator) -> Starlet
 
     admin_routes = [
         Route("/config", admin(get_config), methods=["GET"]),
+        Route("/requests", get_requests, methods=["GET"]),
+        Route("/requests", reset_requests, methods=["DELETE"]),
         Route("/faults", admin(patch_faults), methods=["PATCH"]),
         Route("/faults", admin(clear_faults), methods=["DELETE"]),
         Route("/offline", admin(put_offline), methods=["PUT"]),

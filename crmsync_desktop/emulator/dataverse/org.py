@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ class DataverseOrg:
         self.md.load()
         self.callers: dict[str, Caller] = {}
         self.listeners: list[Callable[[str], None]] = []  # notified on admin changes (the app resets dice)
+        self._request_lock = threading.Lock()
+        self.request_counts: Counter[str] = Counter()  # "GET accounts" -> data requests received (not persisted)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -325,6 +328,22 @@ class DataverseOrg:
                 "performance": as_dict(self.performance), "faults": as_dict(self.faults),
                 "tracking": self.tracking, "denied_privileges": self.denied_privileges,
                 "expired_below_version": self.expired_below_version}
+
+    # ---- request counter (tests assert request costs; in memory, never persisted) ---------------
+    def count_request(self, method: str, path: str) -> None:
+        """Count one data request under ``"<METHOD> <first path segment without key or query>"``."""
+        segment = path.split("/", 1)[0].split("(", 1)[0] or "/"
+        with self._request_lock:
+            self.request_counts[f"{method.upper()} {segment}"] += 1
+
+    def request_counts_snapshot(self) -> dict[str, Any]:
+        with self._request_lock:
+            counts = dict(sorted(self.request_counts.items()))
+        return {"total": sum(counts.values()), "counts": counts}
+
+    def reset_request_counts(self) -> None:
+        with self._request_lock:
+            self.request_counts.clear()
 
     def count(self, entity: str) -> int:
         with self.lock:

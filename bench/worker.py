@@ -1,0 +1,129 @@
+"""One engine task in a fresh process (so its peak RSS is its own): ``python -m bench.worker SPEC.json``.
+
+Tasks: ``setup`` (save the connection, Connect the listed entities, enable them), ``sync`` (through
+``SyncEngine.sync``; ``full`` or incremental), ``configure`` (entity settings: deletion strategy).
+Prints one JSON line: seconds, run status and counts, HTTP requests per host, peak RSS (MiB) and,
+when asked, the tracemalloc peak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script (cProfile)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import keyring
+
+from bench.harness import PROFILE, peak_rss_mib
+from tests.fakes.keyring_backend import InMemoryKeyring
+
+REQUESTS: Counter[str] = Counter()
+
+
+def _count_requests() -> None:
+    original = httpx.AsyncClient.send
+
+    async def send(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> httpx.Response:
+        REQUESTS[f"{request.url.host}:{request.url.port}"] += 1
+        return await original(self, request, **kw)
+
+    httpx.AsyncClient.send = send  # type: ignore[method-assign]
+
+
+async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
+    from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
+    from crmsync_desktop.domain import AuthKind, ConnectionProfile, DeletionStrategy
+    from crmsync_desktop.store import repos
+    from crmsync_desktop.store.migrate import open_store
+    from crmsync_desktop.sync.engine import SyncEngine
+    from crmsync_desktop.sync.organizations import ProfileConnectorFactory
+
+    info, options, work = spec["info"], spec["options"], Path(spec["work"])
+    db = await asyncio.to_thread(open_store, work / "store.sqlite3", work / "backups")
+    credentials = CredentialStore()
+    engine = SyncEngine(db, ProfileConnectorFactory(credentials, ca_bundle=info["ca_file"]), credentials=credentials)
+    profile = ConnectionProfile(
+        name=PROFILE, server_url=info["dataverse_url"], server_auth_kind=AuthKind.CLIENT_SECRET,
+        tenant_id="", client_id=info["client_id"], client_url=f"{info['resco_url']}/{info['resco_org']}",
+        client_user=info["resco_user"],
+    )
+    out: dict[str, Any] = {}
+    try:
+        existing = {p.name: p for p in await repos.list_profiles(db)}
+        if PROFILE in existing:  # keep state, follow the emulator's new ports
+            profile = replace(existing[PROFILE], server_url=profile.server_url, client_url=profile.client_url)
+        await engine.save_connection(profile, {SecretKind.SERVER_CLIENT_SECRET: info["client_secret"],
+                                               SecretKind.CLIENT_PASSWORD: info["resco_password"]})
+        task = spec["task"]
+        started = time.perf_counter()
+        if task == "setup":
+            result, report = await engine.connect(PROFILE, options["entities"])
+            configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
+            await engine.save_entity_configs(PROFILE, [replace(configs[n], enabled=True) for n in options["entities"]])
+            out["problems"] = list(report.problems()) if report else []
+        elif task == "configure":
+            configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
+            strategy = DeletionStrategy(options["deletion"]) if options.get("deletion") else None
+            changed = []
+            for name in options["entities"]:
+                cfg = configs[name]
+                if strategy is not None:
+                    cfg = replace(cfg, sync_deletion=strategy is not DeletionStrategy.OFF, deletion_strategy=strategy)
+                changed.append(cfg)
+            await engine.save_entity_configs(PROFILE, changed)
+            result = None
+        elif task == "sync":
+            if options.get("tracemalloc"):
+                import tracemalloc
+
+                tracemalloc.start()
+            result = await engine.sync(PROFILE, full=bool(options.get("full")))
+            if options.get("tracemalloc"):
+                out["tracemalloc_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+                tracemalloc.stop()
+        else:
+            raise SystemExit(f"unknown task {task}")
+        out["seconds"] = time.perf_counter() - started
+        if result is not None:
+            out.update(status=result.status.value, summary=result.summary, error=result.error, counts=result.counts,
+                       run_id=result.run_id)
+            if result.error:
+                lines = await repos.list_log_lines(db, result.run_id, limit=5000)
+                out["problems"] = [f"{ln.level} {ln.entity} {ln.message}"[:300] for ln in lines
+                                   if str(ln.level).upper().endswith(("ERROR", "WARNING"))][:20]
+        out["held"] = await repos.count_record_states(db, PROFILE)
+    finally:
+        await engine.aclose()
+        await asyncio.to_thread(db.close)
+    return out
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    keyring.set_keyring(InMemoryKeyring())  # throwaway emulator credentials, never the OS keyring
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    _count_requests()
+    out = asyncio.run(_engine_task(spec))
+    info = spec["info"]
+    hosts = {"dataverse": info["dataverse_url"], "resco": info["resco_url"], "identity": info.get("identity_url", "")}
+    by_host = {}
+    for name, url in hosts.items():
+        u = httpx.URL(url) if url else None
+        by_host[name] = REQUESTS.get(f"{u.host}:{u.port}", 0) if u else 0
+    out["requests"] = by_host
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()

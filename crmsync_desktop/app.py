@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,8 +30,10 @@ from crmsync_desktop.sync.profiles import ProfileService
 from crmsync_desktop.sync.scheduler import Scheduler
 
 if TYPE_CHECKING:
+    from crmsync_desktop.demo import DemoEnvironment
     from crmsync_desktop.ui.single_instance import SingleInstance
     from crmsync_desktop.ui.tray import TrayIcon
+    from crmsync_desktop.views.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,26 @@ def _tray_notice_once(tray: TrayIcon, paths: AppPaths) -> None:
         marker.write_text("shown\n")
     except OSError:
         log.debug("Could not remember the tray notice", exc_info=True)
+
+
+def _add_demo_menu(window: MainWindow, demo: DemoEnvironment) -> None:
+    """A Demo menu that makes things happen in the emulated organizations, to watch the sync react."""
+    from crmsync_desktop.ui.ops import run_op
+
+    menu = window.menuBar().addMenu("&Demo")
+
+    def act(label: str, fn: Callable[[], str]) -> None:
+        action = menu.addAction(label)
+        action.triggered.connect(
+            lambda *_: run_op(window, asyncio.to_thread(fn),
+                              on_success=lambda text: window.statusBar().showMessage(text, 15_000))
+        )
+
+    act("Edit an account on the client", demo.simulate_client_edit)
+    act("Create a contact on the client", demo.simulate_client_create)
+    menu.addSeparator()
+    act("Take the server offline", lambda: demo.set_server_offline(True))
+    act("Bring the server back online", lambda: demo.set_server_offline(False))
 
 
 def _install_excepthook() -> None:
@@ -210,6 +232,8 @@ async def amain(
     if no_tray_message:
         window.statusBar().showMessage(no_tray_message, 15_000)
     instance.show_requested.connect(show_window)
+    if demo is not None:
+        _add_demo_menu(window, demo)
     window.refresh()
     started = await engine.start_uploads()
     if started:

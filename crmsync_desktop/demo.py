@@ -97,6 +97,54 @@ class DemoEnvironment:
         assert pair is not None
         return {SecretKind.SERVER_CLIENT_SECRET: pair.client_secret, SecretKind.CLIENT_PASSWORD: pair.resco_password}
 
+    # -- what a newcomer can do to see the sync work (Demo menu) -----------------------------------
+
+    def _client_org(self):  # type: ignore[no-untyped-def]
+        assert self._pair is not None and self._pair.resco_cloud is not None
+        return self._pair.resco_cloud.get(self._pair.resco_org)
+
+    def _client_user(self, org) -> str:  # type: ignore[no-untyped-def]
+        import sqlalchemy as sa
+
+        users = org.tables["systemuser"]
+        return str(org.scalar(sa.select(users.c.id).limit(1)))
+
+    def simulate_client_edit(self) -> str:
+        """A mobile user edits an account in the client organization (as if on a device)."""
+        import random
+
+        import sqlalchemy as sa
+
+        org = self._client_org()
+        if "account" not in org.tables:
+            return "The client organization has no accounts yet: Connect, enable Account and Sync All first."
+        accounts = org.tables["account"]
+        rows = org.execute(sa.select(accounts.c.id, accounts.c.name).limit(200))
+        if not rows:
+            return "The client organization has no accounts yet: enable Account and Sync All first."
+        row = random.choice(rows)
+        name = f"{(row['name'] or 'Account').split(' (edited')[0]} (edited on the client {random.randint(100, 999)})"
+        org.update("account", str(row["id"]), {"name": name}, user_id=self._client_user(org))
+        return f"Renamed a client account to '{name}'. Watch Offline Transactions: it is uploaded within seconds."
+
+    def simulate_client_create(self) -> str:
+        """A mobile user creates a contact in the client organization."""
+        import random
+
+        org = self._client_org()
+        if "contact" not in org.tables:
+            return "The client organization has no Contact table yet: Connect first."
+        last = random.choice(["Novak", "Svoboda", "Dvorak", "Horvath", "Kowalski"])
+        org.create("contact", {"firstname": "Demo", "lastname": last}, user_id=self._client_user(org))
+        return f"Created contact 'Demo {last}' on the client; it is uploaded if Contact is enabled."
+
+    def set_server_offline(self, offline: bool) -> str:
+        """Take the emulated server organization off the network (client changes then queue as Pending)."""
+        assert self._pair is not None
+        self._pair.dataverse_org.set_offline(offline)
+        return ("The server organization is offline: client changes wait as Pending transactions."
+                if offline else "The server organization is back: the Pending transactions drain in order.")
+
     def __enter__(self) -> DemoEnvironment:
         self.start()
         return self

@@ -15,10 +15,13 @@ record is rewritten whole at the end of the run, once its targets exist.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from crmsync_desktop.domain import DeletionStrategy
 from crmsync_desktop.errors import FullResyncRequired
@@ -41,6 +44,7 @@ from crmsync_desktop.sync.records import FieldPlan, content_hash, evaluable, pro
 from crmsync_desktop.sync.run_recorder import RunRecorder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
 DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
@@ -90,6 +94,45 @@ def with_ids(f: FetchFilter, entity: str, primary_id: str, ids: Sequence[str]) -
     return render_filter(replace(f, entity=entity, filter=group))
 
 
+async def read_ahead(source: AsyncIterable[T]) -> AsyncIterator[T]:
+    """``source``'s items, with the next one already being fetched while the caller handles the current.
+
+    The server's next page then arrives while the client organization writes this one (the two
+    overlap instead of adding up). Only one item is read ahead, so memory stays at two pages; an
+    error of the read surfaces where that item would have been consumed; the read-ahead is
+    cancelled when the caller stops early.
+    """
+    iterator = source.__aiter__()
+
+    async def fetch() -> T:
+        return await iterator.__anext__()
+
+    pending: asyncio.Task[T] = asyncio.ensure_future(fetch())
+    try:
+        while True:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(fetch())
+            yield item
+    finally:
+        if not pending.done():
+            pending.cancel()
+        try:
+            await pending
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this task is being cancelled: do not swallow it
+        except BaseException:  # noqa: BLE001 - the read-ahead's own outcome no longer matters
+            pass
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
 class EntityDownloader:
     """Downloads one entity's server changes into the client organization."""
 
@@ -133,16 +176,18 @@ class EntityDownloader:
         full = token is None
         done = 0
         state = state or SyncState(entity=plan.entity)
-        async for page in self._server.read_changes(plan.entity, plan.read_fields, token):
-            done += len(page.upserts) + len(page.deleted_ids)
-            await self.apply_page(plan, page)
-            if page.token is not None and not self.dry_run:
-                value, kind = token_to_state(page.token)
-                now = datetime.now(UTC)
-                state = replace(state, token=value, strategy=kind, last_sync_at=now)
-                await repos.put_sync_state(self._db, self._profile, state)
-            await self._rec.flush()
-            self._rec.progress(plan.entity, "download", done)
+        pages = read_ahead(self._server.read_changes(plan.entity, plan.read_fields, token))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                done += len(page.upserts) + len(page.deleted_ids)
+                await self.apply_page(plan, page)
+                if page.token is not None and not self.dry_run:
+                    value, kind = token_to_state(page.token)
+                    now = datetime.now(UTC)
+                    state = replace(state, token=value, strategy=kind, last_sync_at=now)
+                    await repos.put_sync_state(self._db, self._profile, state)
+                await self._rec.flush()
+                self._rec.progress(plan.entity, "download", done)
         now = datetime.now(UTC)
         state = replace(state, last_sync_at=now, last_full_sync_at=now if full else state.last_full_sync_at)
         if not self.dry_run:

@@ -32,6 +32,7 @@ from crmsync_desktop.errors import (
     CrmSyncError,
     FilterError,
     NetworkError,
+    ProfileNotFoundError,
     ThrottledError,
 )
 from crmsync_desktop.store import repos
@@ -478,6 +479,14 @@ class SyncEngine:
         for kind, value in secrets.items():
             if value:
                 await self._credentials.aset_secret(profile.name, kind, value)
+        try:
+            stored = await repos.get_profile(self._db, profile.name)
+        except ProfileNotFoundError:
+            stored = None
+        if stored is not None:
+            # The connection state belongs to the engine (Connect/Disconnect), not to a settings form
+            # that may have been opened before a Connect finished.
+            profile = replace(profile, state=stored.state, metadata_updated_at=stored.metadata_updated_at)
         await repos.save_profile(self._db, profile)
 
     async def stored_secrets(self, profile: str) -> set[SecretKind]:

@@ -171,6 +171,11 @@ class Session:
         assert response.status_code < 300, response.text
         return response
 
+    async def reopen(self) -> None:
+        """Fresh connectors (they cache metadata; call after a schema change)."""
+        await self.orgs.aclose()
+        self.orgs = await self.factory.open(self.rig.profile())
+
     async def connect(self, entities: Sequence[str]) -> Any:
         result, report = await self.engine.connect(PROFILE, list(entities))
         return result, report
@@ -216,6 +221,23 @@ class Session:
         return out
 
 
+class SmallPages(ProfileConnectorFactory):
+    """The profile's connectors, with Dataverse read pages of ``page_size`` rows."""
+
+    def __init__(self, *args: Any, page_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_size = page_size
+
+    async def _dataverse(self, profile: ConnectionProfile) -> Any:
+        from crmsync_desktop.sync.connectors.dataverse.auth import normalize_org_url
+        from crmsync_desktop.sync.connectors.dataverse.client import DataverseConnector, DataverseSettings
+
+        provider = await self.token_provider(profile)
+        settings = DataverseSettings(org_url=normalize_org_url(profile.server_url), ca_bundle=self._ca_bundle,
+                                     page_size=self.page_size)
+        return DataverseConnector(settings, provider)
+
+
 @dataclass
 class Rig:
     pair: EmulatorPair
@@ -230,19 +252,22 @@ class Rig:
             client_id=p.client_id, client_url=f"{p.resco_url}/{p.resco_org}", client_user=p.resco_username)
 
     @asynccontextmanager
-    async def session(self, *, probe_interval_s: float | None = None) -> AsyncIterator[Session]:
-        factory = ProfileConnectorFactory(self.credentials, ca_bundle=str(self.pair.ca_path))
+    async def session(self, *, page_size: int | None = None) -> AsyncIterator[Session]:
+        """The engine (and connectors for edits). ``page_size``: Dataverse read pages of that many rows
+        (smaller than the 5,000 default, so request counts show how much was read)."""
+        factory = (SmallPages(self.credentials, ca_bundle=str(self.pair.ca_path), page_size=page_size)
+                   if page_size else ProfileConnectorFactory(self.credentials, ca_bundle=str(self.pair.ca_path)))
         engine = SyncEngine(self.db, factory, credentials=self.credentials)
         await engine.save_connection(self.profile(), {
             SecretKind.SERVER_CLIENT_SECRET: self.pair.client_secret,
             SecretKind.CLIENT_PASSWORD: self.pair.resco_password,
         })
-        orgs = await factory.open(self.profile())
+        session = Session(self, engine, factory, await factory.open(self.profile()))
         try:
-            yield Session(self, engine, factory, orgs)
+            yield session
         finally:
             await engine.aclose()
-            await orgs.aclose()
+            await session.orgs.aclose()
             for provider in factory._providers.values():  # noqa: SLF001 - close MSAL's HTTP client
                 provider.close()
 

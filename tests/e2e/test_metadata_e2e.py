@@ -47,6 +47,7 @@ def test_connect_then_update_server_follows_the_server_schema(rig_factory: Calla
                 server_relabel_attribute(rig.pair, "contact", "jobtitle", "Position held")
                 result, report = await s.engine.update_server(PROFILE)
                 assert result.status is RunStatus.SUCCEEDED, (result, report.problems())
+                await s.reopen()
                 account = await s.client.get_entity("account")
                 contact = await s.client.get_entity("contact")
                 added = account.field("new_region")

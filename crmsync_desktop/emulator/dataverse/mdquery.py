@@ -302,6 +302,21 @@ class MetadataApi:
         raise errors.method_not_allowed()
 
 
+    # ---- PUT ------------------------------------------------------------------------------------------
+    def put(self, segments: list[str], body: Any, *, merge_labels: bool, now: str) -> None:
+        """Update a definition with its complete body (only ``EntityDefinitions(key)`` is supported)."""
+        if not isinstance(body, dict):
+            raise errors.bad_request("The request body must be a JSON object.", errors.PAYLOAD_ERROR)
+        head = _KEY_RE.match(segments[0])
+        name, key = (head.group(1), head.group(2)) if head else ("", None)
+        if name == "EntityDefinitions" and key is not None and len(segments) == 1:
+            ent = self._entity_from_key(key)
+            self.md.update_entity(ent.logical, body, merge_labels=merge_labels, now=now)
+            return
+        raise errors.DataverseError(405, errors.INVALID_ARGUMENT,
+                                    "Only PUT EntityDefinitions(<key>) is supported by the emulator.")
+
+
 def split_path(path: str) -> list[str]:
     """Split a resource path on '/' outside parentheses and quotes."""
     return split_top(path, "/")

@@ -369,6 +369,40 @@ class Metadata:
                       [(k["MetadataId"], k["EntityLogicalName"], json.dumps(k)) for k in keys])
         self.load()
 
+    # ---- schema updates (PUT EntityDefinitions(...)) ----------------------------------------------
+    def update_entity(self, logical: str, body: dict[str, Any], *, merge_labels: bool, now: str) -> None:
+        """Apply a PUT of a complete table definition (dataverse-web-api.md §3.2; PATCH is not allowed).
+
+        What changes: ``DisplayName``, ``DisplayCollectionName``, ``Description`` (with
+        ``MSCRM.MergeLabels: true`` the sent languages are merged into the stored labels, else they
+        replace them) and ``ChangeTrackingEnabled``, which can be switched on (unless
+        ``CanChangeTrackingBeEnabled`` is false) but never off (§5: irreversible). Identity
+        properties (``LogicalName``, ``SchemaName``, ``MetadataId``, ``EntitySetName``, ``OwnershipType``,
+        ``PrimaryIdAttribute``) must match; the other properties are read-only and ignored.
+        """
+        ent = self.entity(logical)
+        meta = dict(ent.meta)
+        for key in ("LogicalName", "SchemaName", "MetadataId", "EntitySetName", "OwnershipType",
+                    "PrimaryIdAttribute", "PrimaryNameAttribute"):
+            if key in body and body[key] is not None and str(body[key]).lower() != str(meta.get(key)).lower():
+                raise errors.bad_request(f"{key} of the table '{logical}' cannot be changed.", errors.INVALID_ARGUMENT)
+        if "ChangeTrackingEnabled" in body:
+            wanted = bool(body["ChangeTrackingEnabled"])
+            if meta.get("ChangeTrackingEnabled") and not wanted:
+                raise errors.bad_request(f"Change tracking cannot be disabled for the table '{logical}' once it "
+                                         "has been enabled.", errors.INVALID_ARGUMENT)
+            if wanted and not meta.get("ChangeTrackingEnabled"):
+                if not (meta.get("CanChangeTrackingBeEnabled") or {}).get("Value", True):
+                    raise errors.bad_request(f"Change tracking cannot be enabled for the table '{logical}'.",
+                                             errors.INVALID_ARGUMENT)
+                meta["ChangeTrackingEnabled"] = True
+        for key in ("DisplayName", "DisplayCollectionName", "Description"):
+            if isinstance(body.get(key), dict):
+                meta[key] = _merged_label(meta.get(key), body[key], merge_labels)
+        meta["ModifiedOn"] = now
+        self.conn.execute("UPDATE _md_entity SET json = ? WHERE logicalname = ?", (json.dumps(meta), logical))
+        self.load()
+
     def create_attribute(self, entity_logical: str, body: dict[str, Any], now: str) -> str:
         ent = self.entity(entity_logical)
         odata_type = str(body.get("@odata.type", ""))
@@ -485,6 +519,25 @@ class Metadata:
                           (schema_name, rel["MetadataId"], json.dumps(rel)))
         self.load()
         return str(rel["MetadataId"])
+
+
+def _merged_label(stored: Any, sent: dict[str, Any], merge: bool) -> dict[str, Any]:
+    """A Label after a PUT: sent languages replace stored ones; others survive only with MergeLabels."""
+    sent_locs = [dict(loc) for loc in sent.get("LocalizedLabels") or [] if isinstance(loc, dict) and loc.get("Label")]
+    for loc in sent_locs:
+        loc.setdefault("LanguageCode", schema.LANG)
+        loc.setdefault("IsManaged", False)
+        loc.setdefault("MetadataId", str(uuid.uuid4()))
+        loc.setdefault("HasChanged", None)
+    by_lang: dict[int, dict[str, Any]] = {}
+    if merge and isinstance(stored, dict):
+        for loc in stored.get("LocalizedLabels") or []:
+            by_lang[int(loc.get("LanguageCode") or schema.LANG)] = loc
+    for loc in sent_locs:
+        by_lang[int(loc["LanguageCode"])] = loc
+    locs = list(by_lang.values())
+    user = next((loc for loc in locs if int(loc.get("LanguageCode") or 0) == schema.LANG), locs[0] if locs else None)
+    return {"LocalizedLabels": locs, "UserLocalizedLabel": dict(user) if user else None}
 
 
 def _label(opt: dict[str, Any]) -> str:

@@ -68,13 +68,15 @@ class DataverseOrg:
         self.limits = ServiceLimits(**cfg["limits"])
         self.performance = Performance(**cfg["performance"])
         self.faults = Faults(**cfg["faults"])
-        self.tracking: dict[str, Any] = cfg["tracking"]
+        legacy_tracking: dict[str, Any] = cfg.get("tracking") or {}
         self.expired_below_version: int = cfg["expired_below_version"]
         self.denied_privileges: dict[str, list[str]] = cfg["denied_privileges"]
         self._version = int(self._state("version"))
         self.md.load()
         self.callers: dict[str, Caller] = {}
         self.listeners: list[Callable[[str], None]] = []  # notified on admin changes (the app resets dice)
+        if tracking.CONFIG_ENTITY not in self.md.entities:
+            self._upgrade_tracking_config(legacy_tracking)
         self._request_lock = threading.Lock()
         self.request_counts: Counter[str] = Counter()  # "GET accounts" -> data requests received (not persisted)
 
@@ -196,7 +198,7 @@ class DataverseOrg:
 
     def save_config(self) -> None:
         cfg = {"limits": as_dict(self.limits), "performance": as_dict(self.performance),
-               "faults": as_dict(self.faults), "tracking": self.tracking,
+               "faults": as_dict(self.faults), "tracking": tracking.default_config(),
                "expired_below_version": self.expired_below_version, "denied_privileges": self.denied_privileges}
         with self.lock:
             self.conn.execute("UPDATE _state SET value = ? WHERE key = 'config'", (json.dumps(cfg),))
@@ -290,23 +292,55 @@ class DataverseOrg:
             self.conn.execute("UPDATE _state SET value = ? WHERE key = 'version'", (str(self._version),))
         self.save_config()
 
+    @property
+    def tracking(self) -> dict[str, Any]:
+        """The Resco plugin setup as read from ``resco_mobiletrackingconfig`` (see ``tracking.config_rows``)."""
+        with self.lock:
+            return tracking.config_rows(self.conn)
+
     def configure_tracking(self, entity: str, *, delete: bool | None = None, owner: bool | None = None) -> None:
-        """Resco plugin setup for one table: track deletions and/or ownership changes."""
+        """Resco plugin setup for one table: track deletions and/or ownership changes (writes the config row)."""
         self.md.entity(entity)
-        cfg = self.tracking.setdefault("entities", {}).setdefault(entity, {"delete": False, "owner": False})
-        if delete is not None:
-            cfg["delete"] = bool(delete)
-        if owner is not None:
-            cfg["owner"] = bool(owner)
-        self.save_config()
+        self._write_tracking_config("resco_entityname", entity,
+                                    {"resco_trackdelete": delete, "resco_trackowner": owner})
 
     def configure_relationship_tracking(self, schema_name: str, enabled: bool = True) -> None:
-        """Resco plugin setup for one N:N relationship: track disassociations."""
+        """Resco plugin setup for one N:N relationship: track disassociations (writes the config row)."""
         rel = self.md.relationships.get(schema_name)
         if rel is None or rel["RelationshipType"] != "ManyToManyRelationship":
             raise KeyError(f"no many-to-many relationship {schema_name!r}")
-        self.tracking.setdefault("relationships", {})[schema_name] = bool(enabled)
-        self.save_config()
+        self._write_tracking_config("resco_relationshipname", schema_name, {"resco_trackdisassociate": enabled})
+
+    def _write_tracking_config(self, column: str, name: str, flags: dict[str, bool | None]) -> None:
+        """Update the configuration row(s) of a table / relationship as SYSTEM, or create one."""
+        from .records import insert_raw, write_columns
+
+        values = {k: int(bool(v)) for k, v in flags.items() if v is not None}
+        ent = self.md.entities[tracking.CONFIG_ENTITY]
+        with self.transaction():
+            rows = self.conn.execute(f"SELECT {q(ent.pk)} FROM {q(ent.logical)} WHERE {q(column)} = ? "
+                                     "COLLATE NOCASE", (name,)).fetchall()
+            for (rid,) in rows:
+                write_columns(self, None, ent, rid, values)
+            if not rows:
+                insert_raw(self, ent.logical, {"resco_name": name, column: name, "resco_trackdelete": 0,
+                                               "resco_trackowner": 0, "resco_trackdisassociate": 0, **values},
+                           self.system_user_id, self.now_text())
+
+    def _upgrade_tracking_config(self, legacy: dict[str, Any]) -> None:
+        """An org file from before ``resco_mobiletrackingconfig``: add the table, move the old JSON setup into it."""
+        b = standard.SchemaBuilder()
+        tracking.add_config_schema(b)
+        with self.transaction():
+            self.md.install_partial(b.entities, b.attributes, b.relationships, b.keys)
+            self.md._create_physical(self.md.entities[tracking.CONFIG_ENTITY])
+            self._publish_bulk_filters(tracking.CONFIG_ENTITY)
+        for entity, flags in (legacy.get("entities") or {}).items():
+            if entity in self.md.entities:
+                self.configure_tracking(entity, delete=bool(flags.get("delete")), owner=bool(flags.get("owner")))
+        for schema_name, enabled in (legacy.get("relationships") or {}).items():
+            if schema_name in self.md.relationships:
+                self.configure_relationship_tracking(schema_name, bool(enabled))
 
     def deny_privilege(self, object_id: str, privilege: str) -> None:
         """Make a principal lack a privilege such as ``prvWriteAccount`` (403 PrivilegeDenied)."""

@@ -341,7 +341,7 @@ def update(org: DataverseOrg, caller: Caller, ent: Entity, rid: str, body: Any, 
         if ch.owner != old:
             cols["ownerid"], cols["ownerid__type"] = ch.owner
             cols["owningbusinessunit"] = _business_unit_of(org, *ch.owner)
-            if tracking.tracks(org.tracking, ent.logical, "owner"):
+            if tracking.tracks(org.conn, ent.logical, "owner"):
                 _track(org, caller, tracking.owner_event(ent.logical, rid, old, ch.owner))
     write_columns(org, caller, ent, rid, cols)
     for cnav, other, oid in ch.collection_binds:
@@ -410,7 +410,7 @@ def _delete(org: DataverseOrg, caller: Caller, ent: Entity, rid: str, depth: int
                         f"SELECT {q(inter.pk)} FROM {q(inter.logical)} WHERE {q(col)} = ?", (rid,)).fetchall():
                     _remove_row(org, inter, iid)
     _remove_row(org, ent, rid)
-    if tracking.tracks(org.tracking, ent.logical, "delete"):
+    if tracking.tracks(org.conn, ent.logical, "delete"):
         _track(org, caller, tracking.delete_event(ent.logical, rid))
 
 
@@ -462,7 +462,7 @@ def disassociate(org: DataverseOrg, caller: Caller, ent: Entity, rid: str, nav: 
     if row is None:
         raise errors.not_found(inter.logical, oid)
     _remove_row(org, inter, row[0])
-    if tracking.tracks_relationship(org.tracking, nav.relationship):
+    if tracking.tracks_relationship(org.conn, nav.relationship):
         rel = org.md.relationships[nav.relationship]
         if rel["Entity1LogicalName"] == ent.logical:
             event = tracking.disassociate_event(nav.relationship, ent.logical, rid, nav.other, oid)

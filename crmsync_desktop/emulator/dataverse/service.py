@@ -176,6 +176,14 @@ class DataverseService:
                 with self.org.transaction():
                     entity_path = api.post(segments, req.json(), self.org.now_text())
                 return no_content({"OData-EntityId": f"{req.root}/{entity_path}"})
+            if method == "PUT":
+                with self.org.transaction():
+                    api.put(segments, req.json(), now=self.org.now_text(),
+                            merge_labels=req.headers.get("mscrm.mergelabels", "").strip().lower() == "true")
+                return no_content()
+            if method == "PATCH":
+                raise errors.DataverseError(405, errors.INVALID_ARGUMENT,
+                                            "PATCH is not supported for metadata: PUT the complete definition.")
             raise errors.DataverseError(405, errors.INVALID_ARGUMENT,
                                         f"{method} on metadata is not supported by the emulator.")
         m = _SEG_RE.match(first)

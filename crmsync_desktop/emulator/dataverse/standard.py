@@ -276,4 +276,4 @@ SDK_MESSAGES = ["Create", "Update", "Delete", "Retrieve", "RetrieveMultiple", "A
                 "Assign", "Upsert", "CreateMultiple", "UpdateMultiple", "UpsertMultiple"]
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
 BULK_TABLES = ("account", "contact", "lead", "opportunity", "competitor", "task", "phonecall",
-               tracking.ENTITY)
+               tracking.ENTITY, tracking.CONFIG_ENTITY)

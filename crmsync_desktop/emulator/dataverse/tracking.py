@@ -2,13 +2,19 @@
 
 Resco's Dynamics plugins record three events that an incremental "modified since" sync cannot see:
 deletions, ownership changes and N:N disassociations. Their real schema is not public, so this
-module is the one place that defines the emulated table and the event rows (see docs/emulator.md,
-section "Dataverse / Resco tracking"). Which tables and relationships are tracked is per-org
-configuration (``DataverseOrg.configure_tracking``), off by default like in Woodford.
+module is the one place that defines the emulated tables and the event rows (see docs/emulator.md,
+section "Dataverse / Resco tracking").
+
+Which tables and relationships are tracked is data: rows of ``resco_mobiletrackingconfig`` (one per
+table or N:N relationship, with flags), which anyone with the Web API can read and write (Woodford's
+Plugins screen, crmsync's Tracking dialog, or ``DataverseOrg.configure_tracking`` / the admin API,
+which write the same rows). Nothing is tracked by default, like in Woodford. The plugin reads the
+rows at the moment of each event, so a change applies to the next event.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,6 +23,11 @@ if TYPE_CHECKING:
 ENTITY = "resco_mobiletracking"
 ENTITY_SET = "resco_mobiletrackings"
 OBJECT_TYPE_CODE = 10001
+
+CONFIG_ENTITY = "resco_mobiletrackingconfig"
+CONFIG_ENTITY_SET = "resco_mobiletrackingconfigs"
+CONFIG_OBJECT_TYPE_CODE = 10002
+CONFIG_FLAGS = {"delete": "resco_trackdelete", "owner": "resco_trackowner", "disassociate": "resco_trackdisassociate"}
 
 ACTION_DELETE = 1
 ACTION_OWNER_CHANGE = 2
@@ -39,17 +50,53 @@ def add_schema(b: SchemaBuilder) -> None:
     b.attr(ENTITY, "resco_newowneridtype", "String", max_length=64, schema="resco_NewOwnerIdType")
 
 
+    add_config_schema(b)
+
+
+def add_config_schema(b: SchemaBuilder) -> None:
+    """``resco_mobiletrackingconfig``: one row per tracked table (delete/owner) or N:N relationship."""
+    b.table(CONFIG_ENTITY, otc=CONFIG_OBJECT_TYPE_CODE, primary_name="resco_name", ownership="OrganizationOwned",
+            set_name=CONFIG_ENTITY_SET, name_length=200, schema="resco_MobileTrackingConfig",
+            display="Mobile Tracking Configuration")
+    b.attr(CONFIG_ENTITY, "resco_entityname", "String", max_length=64, schema="resco_EntityName")
+    b.attr(CONFIG_ENTITY, "resco_relationshipname", "String", max_length=128, schema="resco_RelationshipName")
+    b.attr(CONFIG_ENTITY, "resco_trackdelete", "Boolean", schema="resco_TrackDelete")
+    b.attr(CONFIG_ENTITY, "resco_trackowner", "Boolean", schema="resco_TrackOwner")
+    b.attr(CONFIG_ENTITY, "resco_trackdisassociate", "Boolean", schema="resco_TrackDisassociate")
+
+
 def default_config() -> dict[str, Any]:
-    """``{"entities": {logical: {"delete": bool, "owner": bool}}, "relationships": {schema: bool}}``."""
+    """The old JSON configuration (kept empty; the configuration now lives in ``resco_mobiletrackingconfig``)."""
     return {"entities": {}, "relationships": {}}
 
 
-def tracks(config: dict[str, Any], entity_name: str, what: str) -> bool:
-    return bool(config.get("entities", {}).get(entity_name, {}).get(what, False))
+def tracks(conn: sqlite3.Connection, entity_name: str, what: str) -> bool:
+    """Whether a configuration row asks to track ``what`` ("delete" / "owner") of ``entity_name``."""
+    column = CONFIG_FLAGS[what]
+    row = conn.execute(f'SELECT 1 FROM "{CONFIG_ENTITY}" WHERE resco_entityname = ? COLLATE NOCASE '
+                       f'AND "{column}" = 1 LIMIT 1', (entity_name,)).fetchone()
+    return row is not None
 
 
-def tracks_relationship(config: dict[str, Any], schema_name: str) -> bool:
-    return bool(config.get("relationships", {}).get(schema_name, False))
+def tracks_relationship(conn: sqlite3.Connection, schema_name: str) -> bool:
+    row = conn.execute(f'SELECT 1 FROM "{CONFIG_ENTITY}" WHERE resco_relationshipname = ? COLLATE NOCASE '
+                       'AND resco_trackdisassociate = 1 LIMIT 1', (schema_name,)).fetchone()
+    return row is not None
+
+
+def config_rows(conn: sqlite3.Connection) -> dict[str, Any]:
+    """``{"entities": {logical: {"delete", "owner"}}, "relationships": {schema: bool}}`` from the rows."""
+    out: dict[str, Any] = {"entities": {}, "relationships": {}}
+    for entity, relationship, delete, owner, nn in conn.execute(
+            f'SELECT resco_entityname, resco_relationshipname, resco_trackdelete, resco_trackowner, '
+            f'resco_trackdisassociate FROM "{CONFIG_ENTITY}"'):
+        if relationship:
+            out["relationships"][relationship] = out["relationships"].get(relationship, False) or bool(nn)
+        elif entity:
+            flags = out["entities"].setdefault(entity, {"delete": False, "owner": False})
+            flags["delete"] = flags["delete"] or bool(delete)
+            flags["owner"] = flags["owner"] or bool(owner)
+    return out
 
 
 def delete_event(entity_name: str, record_id: str) -> dict[str, Any]:

@@ -191,8 +191,8 @@ def _org_json(request: Request, org: RescoOrg) -> dict[str, Any]:
 
 
 async def _metadata(request: Request, org: RescoOrg, parts: list[str]) -> Response:
-    """``entities`` [GET, POST] · ``entities/{e}`` [GET, DELETE] · ``entities/{e}/fields`` [GET, POST]
-    · ``entities/{e}/fields/{f}`` [GET, DELETE]."""
+    """``entities`` [GET, POST] · ``entities/{e}`` [GET, PATCH, DELETE] · ``entities/{e}/fields`` [GET, POST]
+    · ``entities/{e}/fields/{f}`` [GET, PATCH, DELETE]."""
     method = request.method
     if parts[0] != "entities" or len(parts) > 4 or (len(parts) == 3 and parts[2] != "fields"):
         raise NotFound(f"Unknown metadata resource '{'/'.join(parts)}'.")
@@ -208,6 +208,8 @@ async def _metadata(request: Request, org: RescoOrg, parts: list[str]) -> Respon
         if method == "DELETE":
             org.delete_entity(parts[1])
             return Response(status_code=204)
+        if method == "PATCH":
+            return JSONResponse(org.update_entity(parts[1], await request.json()).to_json())
     elif len(parts) == 3:
         if method == "GET":
             return JSONResponse({"value": [f.to_json() for f in org.entity(parts[1]).fields.values()]})
@@ -221,4 +223,6 @@ async def _metadata(request: Request, org: RescoOrg, parts: list[str]) -> Respon
         if method == "DELETE":
             org.delete_field(parts[1], parts[3])
             return Response(status_code=204)
+        if method == "PATCH":
+            return JSONResponse(org.update_field(parts[1], parts[3], await request.json()).to_json())
     return _json_error(405, f"Method {method} is not allowed here.")

@@ -16,6 +16,7 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,80 @@ class RescoOrg:
                 )
             self._register(entity)
         return new
+
+    def update_field(self, entity_name: str, field_name: str, changes: Mapping[str, Any]) -> FieldDef:
+        """Change a field's label, widen its length, add picklist options or lookup targets, set "required".
+
+        A field's name and type never change; a length never narrows; existing options and targets
+        are kept (their labels may change); system fields do not change. Anything else -> ``SchemaError``.
+        """
+        allowed = {"display_name", "max_length", "options", "targets", "required"}
+        unknown = set(changes) - allowed - {"name", "type"}
+        if unknown:
+            raise SchemaError(f"Cannot change {', '.join(sorted(unknown))} of a field.")
+        with self._lock:
+            entity = self.entity(entity_name)
+            current = entity.field(field_name)
+            for fixed in ("name", "type"):
+                if fixed in changes and str(changes[fixed]).lower() != getattr(current, fixed):
+                    raise SchemaError(f"The {fixed} of field '{current.name}' cannot be changed.")
+            if current.system:
+                raise SchemaError(f"System field '{current.name}' cannot be changed.")
+            updated = FieldDef(**{**asdict(current)})
+            if "required" in changes:
+                updated.required = bool(changes["required"])
+            if "display_name" in changes:
+                updated.display_name = str(changes["display_name"] or "") or current.name
+            if "max_length" in changes and changes["max_length"] is not None:
+                if current.type not in ("string", "memo"):
+                    raise SchemaError(f"Field '{current.name}' ({current.type}) has no length.")
+                length = int(changes["max_length"])
+                if current.max_length and length < current.max_length:
+                    raise SchemaError(f"The length of '{current.name}' cannot shrink below {current.max_length}.")
+                updated.max_length = length
+            if "options" in changes:
+                if current.type != "picklist":
+                    raise SchemaError(f"Field '{current.name}' is not a picklist.")
+                merged = {o["value"]: o for o in current.options}
+                merged.update({o["value"]: o for o in FieldDef(current.name, "picklist",
+                                                                 options=list(changes["options"] or [])).options})
+                updated.options = [merged[v] for v in sorted(merged)]
+            if "targets" in changes:
+                if current.type != "lookup":
+                    raise SchemaError(f"Field '{current.name}' is not a lookup.")
+                added = [str(t).lower() for t in changes["targets"] or [] if str(t).lower() not in current.targets]
+                probe = FieldDef(current.name, "lookup", targets=added) if added else None
+                if probe is not None:
+                    self._check_targets([probe], pending=set())
+                updated.targets = [*current.targets, *added]
+            with self._engine.begin() as conn:
+                entity.fields[current.name] = updated
+                conn.execute(
+                    _entities.update()
+                    .where(_entities.c.name == entity.name)
+                    .values(definition=json.dumps(entity.to_json()))
+                )
+            self._register(entity)
+        return updated
+
+    def update_entity(self, name: str, changes: Mapping[str, Any]) -> EntityDef:
+        """Change an entity's display name (nothing else of an entity changes)."""
+        unknown = set(changes) - {"display_name", "name"}
+        if unknown:
+            raise SchemaError(f"Cannot change {', '.join(sorted(unknown))} of an entity.")
+        with self._lock:
+            entity = self.entity(name)
+            if "name" in changes and str(changes["name"]).lower() != entity.name:
+                raise SchemaError(f"The name of entity '{entity.name}' cannot be changed.")
+            if changes.get("display_name"):
+                entity.display_name = str(changes["display_name"])
+            with self._engine.begin() as conn:
+                conn.execute(
+                    _entities.update()
+                    .where(_entities.c.name == entity.name)
+                    .values(definition=json.dumps(entity.to_json()))
+                )
+        return entity
 
     def delete_field(self, entity_name: str, field_name: str) -> None:
         with self._lock:

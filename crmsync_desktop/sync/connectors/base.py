@@ -62,6 +62,37 @@ class Connector(Protocol):
 
     async def create_relationship(self, relationship: RelationshipMeta) -> None: ...
 
+    async def update_field(self, entity: str, field: FieldMeta) -> None:
+        """Change an existing column so it becomes ``field`` ("Update Server": changed labels and lengths).
+
+        What changes: the label, the maximum length (string/memo), choice options (those given are
+        added or relabelled; options missing from ``field`` are kept, records may hold them), lookup
+        targets (added, never removed) and whether a value is required. Never the type: a column of
+        another type is a ``ValidationError``; a missing column a ``NotFoundError``. Idempotent:
+        sending the same ``field`` twice leaves the column as after the first call. Connectors whose
+        organization never receives schema from crmsync (Dataverse, the server) raise ``ConfigError``.
+        """
+        ...
+
+    async def update_entity(self, entity: EntityMeta) -> None:
+        """Change an existing table's labels (``label``, ``collection_label``) to those of ``entity``.
+
+        Only those properties, and ``change_tracking``: ``True`` switches the table's change tracking
+        on where that is a setting (see :meth:`enable_change_tracking`; ``False`` never switches it
+        off). Fields are ignored (use :meth:`update_field`). Idempotent. On Dataverse (the server)
+        only ``change_tracking`` is applied; the server's labels are never changed by crmsync.
+        """
+        ...
+
+    async def enable_change_tracking(self, entity: str) -> None:
+        """Switch change tracking on for a table so ``read_changes`` reports deletions (tombstones).
+
+        IRREVERSIBLE on Dataverse (it cannot be switched off again); already on: nothing happens.
+        Resco Cloud always tracks changes (row versions and deleted records): a no-op there.
+        A table that cannot be tracked raises ``ValidationError``.
+        """
+        ...
+
     # -- reads ------------------------------------------------------------------------------
     def read_pages(
         self, entity: str, fields: Sequence[str], *, fetch_filter: str = "", page_size: int | None = None

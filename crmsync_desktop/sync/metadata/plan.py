@@ -346,6 +346,8 @@ class _Planner:
             cf = self.client.field(*key)
             if key in self.blocked or (cf is not None and not cf.type.is_lookup):
                 return  # the column's issue is reported already
+            if cf is not None and sr.referenced_entity in cf.targets:
+                return  # the client has it under its own name (a lookup column to the same table)
         self.relationship_ops.append(CreateRelationship(sr))
 
     # -- removals -----------------------------------------------------------------------------------

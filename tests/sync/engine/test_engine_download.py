@@ -223,3 +223,11 @@ def test_preview_filter_counts_and_samples(rig: Rig) -> None:
 
     with pytest.raises(FilterError, match="nosuchfield"):
         rig.run(rig.engine.preview_filter(PROFILE, "account", inactive.replace("statecode", "nosuchfield")))
+
+
+def test_saving_connection_settings_never_resets_the_connection_state(rig: Rig) -> None:
+    stale = rig.run(rig.engine.get_profile(PROFILE))  # a form opened before Connect
+    rig.run(rig.engine.connect(PROFILE))
+    rig.run(rig.engine.save_connection(replace(stale, client_user="someone-else"), {}))
+    profile = rig.run(rig.engine.get_profile(PROFILE))
+    assert profile.state.value == "connected" and profile.client_user == "someone-else"

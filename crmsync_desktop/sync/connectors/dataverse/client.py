@@ -3,7 +3,9 @@
 It composes the small modules of this package — transport (``..http``), auth, metadata, read,
 changes, write, batch — and adds nothing but wiring. Dataverse is always the server organization,
 and the server never receives metadata from crmsync (Resco's "Update Server" copies metadata
-server -> client only), so the schema-creation methods refuse with a clear error.
+server -> client only), so the schema-creation methods refuse with a clear error. The one
+exception is switching on a table's change tracking (``enable_change_tracking``), which the
+Tracking screen asks for explicitly.
 """
 
 from __future__ import annotations
@@ -154,6 +156,18 @@ class DataverseConnector:
 
     async def create_relationship(self, relationship: RelationshipMeta) -> None:
         raise self._no_schema_writes(relationship.referencing_entity or relationship.entity1)
+
+    async def update_field(self, entity: str, field: FieldMeta) -> None:
+        raise self._no_schema_writes(entity)
+
+    async def update_entity(self, entity: EntityMeta) -> None:
+        """Only ``change_tracking=True`` is applied (the server's labels are never changed by crmsync)."""
+        if entity.change_tracking:
+            await self.enable_change_tracking(entity.logical_name)
+
+    async def enable_change_tracking(self, entity: str) -> None:
+        """``ChangeTrackingEnabled = true`` on the table (a metadata PUT); IRREVERSIBLE; no-op when already on."""
+        await self.metadata.enable_change_tracking(entity)
 
     @staticmethod
     def _no_schema_writes(entity: str) -> errors.ConfigError:

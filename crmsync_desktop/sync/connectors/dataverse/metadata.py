@@ -272,6 +272,36 @@ class MetadataService:
             )
         return entity_from_wire(ent, tuple(sorted(fields, key=lambda f: f.logical_name)))
 
+    async def enable_change_tracking(self, name: str) -> bool:
+        """Switch on ``ChangeTrackingEnabled`` (docs §3.2/§5): retrieve the complete definition, set it, PUT it back.
+
+        Metadata cannot be PATCHed: the whole definition goes back with ``MSCRM.MergeLabels: true`` so
+        labels in other languages are kept. Irreversible. Returns ``False`` when it was on already.
+        Raises ``ValidationError`` when the table cannot be tracked (``CanChangeTrackingBeEnabled``).
+        """
+        key = f"EntityDefinitions(LogicalName='{name}')"
+        try:
+            definition = _single(await self._http.get_json(key))
+        except errors.NotFoundError as exc:
+            raise errors.NotFoundError(
+                f"The entity {name!r} does not exist in the Dataverse organization.", entity=name, status=404
+            ) from exc
+        if definition.get("ChangeTrackingEnabled"):
+            return False
+        can = definition.get("CanChangeTrackingBeEnabled")
+        if isinstance(can, dict) and can.get("Value") is False:
+            raise errors.ValidationError(
+                f"Dataverse does not allow change tracking for the table {name!r}; use another deletion method.",
+                entity=name,
+            )
+        body = {k: v for k, v in definition.items() if "@" not in k}
+        body["@odata.type"] = "Microsoft.Dynamics.CRM.EntityMetadata"
+        body["ChangeTrackingEnabled"] = True
+        target = f"EntityDefinitions({definition['MetadataId']})" if definition.get("MetadataId") else key
+        await self._http.request("PUT", target, json_body=body, headers={"MSCRM.MergeLabels": "true"})
+        self.invalidate()
+        return True
+
     async def many_to_one(self, logical_name: str) -> list[RelationshipMeta]:
         if logical_name not in self._m2o:
             body = await self._http.get_json(

@@ -208,6 +208,16 @@ class RescoConnector:
     async def create_relationship(self, relationship: RelationshipMeta) -> None:
         await self.metadata.create_relationship(relationship)
 
+    async def update_field(self, entity: str, field: FieldMeta) -> None:
+        await self.metadata.update_field(entity, field)
+
+    async def update_entity(self, entity: EntityMeta) -> None:
+        await self.metadata.update_entity(entity)
+
+    async def enable_change_tracking(self, entity: str) -> None:
+        """Nothing to switch on: Resco Cloud tracks every entity (row versions + ``GetDeletedRecords``)."""
+        await self.metadata.get_entity(entity)  # a missing entity is still an error
+
     # -- reads ---------------------------------------------------------------------------------
     async def _fetch_pages(self, meta: EntityMeta, fields: Sequence[str], fetch_filter: str, size: int) -> AsyncIterator[list[dict[str, Any]]]:
         fetch = prepare_fetch(fetch_filter, meta.logical_name, [meta.primary_id, *fields], order_by=meta.primary_id, page_size=size)

@@ -13,6 +13,11 @@ docs/emulator.md section "Resco Cloud" → "Metadata service" (the emulator serv
   key), ``createdon``, ``modifiedon``, ``createdby``, ``modifiedby``, ``ownerid`` and ``versionnumber``.
 * ``POST entities`` ``{"name", "display_name", "primary_name"}`` and ``POST entities/{name}/fields``
   (a Field) -> 201; 409 when it already exists, which counts as success (provisioning is re-runnable).
+* ``PATCH entities/{name}`` ``{"display_name"}`` and ``PATCH entities/{name}/fields/{field}`` with any of
+  ``{"display_name", "max_length", "required", "options", "targets"}`` -> 200 with the changed Entity /
+  Field (Update Server: relabel, widen, add choices/targets). Name and type never change; a length
+  never narrows; options and targets given are added (or relabelled), never removed; 404 when it does
+  not exist, 400 when the change is refused.
 * Relationships are not a resource of their own: a 1:N relationship is a lookup field (its
   ``targets``), so they are derived from the fields. N:N relationships are not supported.
 """
@@ -140,6 +145,20 @@ def field_to_wire(f: FieldMeta) -> dict[str, Any]:
     return body
 
 
+def field_update_to_wire(f: FieldMeta) -> dict[str, Any]:
+    """The PATCH body of a column change: what may change, never the name or type (docs/emulator.md)."""
+    if f.type not in _TO_RESCO:
+        raise errors.ValidationError(f"A {f.type} field ({f.logical_name}) does not exist in Resco Cloud.")
+    body: dict[str, Any] = {"display_name": f.label or f.logical_name, "required": f.required}
+    if f.max_length is not None and f.type in (FieldType.STRING, FieldType.MEMO):
+        body["max_length"] = f.max_length
+    if f.options and f.type in (FieldType.PICKLIST, FieldType.STATE, FieldType.STATUS):
+        body["options"] = [{"value": o.value, "label": o.label} for o in f.options]
+    if f.targets and f.type.is_lookup:
+        body["targets"] = list(f.targets)
+    return body
+
+
 def relationships_of(entity: EntityMeta, others: list[EntityMeta]) -> list[RelationshipMeta]:
     """1:N relationships from lookup fields: those of ``entity`` and those of others pointing at it."""
     out: list[RelationshipMeta] = []
@@ -214,6 +233,28 @@ class RescoMetadata:
         if field.logical_name in SYSTEM_FIELDS:
             return  # every Resco Cloud entity has them already
         await self._create(f"{self._root}entities/{entity}/fields", field_to_wire(field))
+        self._full.pop(entity, None)
+
+    async def update_entity(self, entity: EntityMeta) -> None:
+        """Relabel a table (Resco Cloud has one display name: ``label``, else ``collection_label``).
+
+        ``change_tracking`` needs nothing: Resco Cloud always tracks changes.
+        """
+        label = entity.label or entity.collection_label
+        if label:
+            await self._http.request("PATCH", f"{self._root}entities/{entity.logical_name}",
+                                     json_body={"display_name": label}, idempotent=True)
+        self._full.pop(entity.logical_name, None)
+
+    async def update_field(self, entity: str, field: FieldMeta) -> None:
+        """Change label, max length, options, targets, required of a column (PATCH, idempotent); never its type.
+
+        System columns (``id``, ``createdon``, ``ownerid``, ...) are Resco Cloud's own: left alone.
+        """
+        if field.logical_name in SYSTEM_FIELDS:
+            return
+        await self._http.request("PATCH", f"{self._root}entities/{entity}/fields/{field.logical_name}",
+                                 json_body=field_update_to_wire(field), idempotent=True)
         self._full.pop(entity, None)
 
     async def create_relationship(self, relationship: RelationshipMeta) -> None:

@@ -144,21 +144,64 @@ def _value_text(value: FieldValue) -> str:
     return str(value)
 
 
+def _escape_text(text: str) -> str:
+    """Character data as ElementTree writes it."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _escape_attr(text: str) -> str:
+    """An attribute value as ElementTree writes it (double-quoted)."""
+    text = _escape_text(text)
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
+    return text
+
+
 def update_multiple_request(entity: str, items: Iterable[tuple[str, Record]], primary_id: str) -> bytes:
-    """``<EntityCollection EntityName><Entity LogicalName Id><Attribute Name [Target] [Null]>…`` (Fetch's shape)."""
-    root = ET.Element("EntityCollection", {"EntityName": entity})
+    """``<EntityCollection EntityName><Entity LogicalName Id><Attribute Name [Target] [Null]>…`` (Fetch's shape).
+
+    Written as text rather than through an ElementTree (same bytes, several times faster: this is
+    the hot path of every download to the client).
+    """
+    name_attr = _escape_attr(entity)
+    parts = [f"<?xml version='1.0' encoding='utf-8'?>\n<EntityCollection EntityName=\"{name_attr}\">"]
+    append = parts.append
     for record_id, record in items:
-        element = ET.SubElement(root, "Entity", {"LogicalName": entity, "Id": record_id})
+        head = f'<Entity LogicalName="{name_attr}" Id="{_escape_attr(record_id)}"'
+        append(head + ">")
+        start = len(parts)
         for name, value in record.items():
             if name == primary_id:
                 continue
             if value is None:
-                ET.SubElement(element, "Attribute", {"Name": name, "Null": "true"})
+                append(f'<Attribute Name="{_escape_attr(name)}" Null="true" />')
             elif isinstance(value, LookupValue):
-                ET.SubElement(element, "Attribute", {"Name": name, "Target": value.entity}).text = value.id
+                append(f'<Attribute Name="{_escape_attr(name)}" Target="{_escape_attr(value.entity)}">'
+                       f"{_escape_text(value.id)}</Attribute>")
             else:
-                ET.SubElement(element, "Attribute", {"Name": name}).text = _value_text(value)
-    return to_text(root)
+                text = _value_text(value)
+                if text:
+                    append(f'<Attribute Name="{_escape_attr(name)}">{_escape_text(text)}</Attribute>')
+                else:
+                    append(f'<Attribute Name="{_escape_attr(name)}" />')
+        if len(parts) == start:
+            parts[-1] = head + " />"
+        else:
+            append("</Entity>")
+    append("</EntityCollection>")
+    return "".join(parts).encode("utf-8")
 
 
 def delete_multiple_request(entity: str, ids: Iterable[str]) -> bytes:

@@ -58,7 +58,7 @@ from crmsync_desktop.sync.records import plan_fields
 from crmsync_desktop.sync.process_lock import ProcessLock
 from crmsync_desktop.sync.run_recorder import RunRecorder
 from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
-from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService
+from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService, UploadSettings
 from crmsync_desktop.sync.verify import VerifyReport, verify
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ class SyncEngine:
         bus: EventBus | None = None,
         credentials: CredentialStore | None = None,
         lock_dir: Path | None = None,
+        upload_settings: UploadSettings | None = None,
     ) -> None:
+        self._upload_settings = upload_settings
         self._lock_dir = lock_dir
         self._owners: dict[str, tuple[ProcessLock, int]] = {}
         self._db = db
@@ -149,6 +151,7 @@ class SyncEngine:
         self.bus = bus or EventBus()
         self._locks: dict[str, asyncio.Lock] = {}
         self._uploads: dict[str, UploadService] = {}
+        self._auto_uploads = False  # set by start_uploads: newly connected profiles upload too
         self._upload_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- plumbing -----------------------------------------------------------------------
@@ -249,7 +252,7 @@ class SyncEngine:
         if svc is None:
             svc = UploadService(
                 self._db, profile, self._connectors, self.bus, exclusive=self._lock(profile),
-                planner=self._upload_planner(profile),
+                planner=self._upload_planner(profile), settings=self._upload_settings,
             )
             self._uploads[profile] = svc
         return svc
@@ -268,6 +271,7 @@ class SyncEngine:
 
     async def start_uploads(self) -> list[str]:
         """Run the upload loop of every connected profile in the background; returns their names."""
+        self._auto_uploads = True
         started = []
         for p in await repos.list_profiles(self._db):
             if p.state is ConnectionState.CONNECTED and p.name not in self._upload_tasks:
@@ -323,6 +327,8 @@ class SyncEngine:
             return report
 
         result, report = await self._run(profile, "connect", RunTrigger.CONNECT, body)
+        if self._auto_uploads:
+            await self.start_uploads()  # a newly connected profile starts uploading its client changes
         return result, report
 
     async def update_server(self, profile: str) -> tuple[RunResult, Any]:
@@ -503,6 +509,7 @@ class SyncEngine:
         Offline transactions still waiting are kept (they may be the only copy of a user's change);
         deleting the client organization is a separate, confirmed action.
         """
+        await self.stop_uploads(profile)
         async with self._lock(profile):
             p = await repos.get_profile(self._db, profile)
             for cfg in await repos.list_entity_configs(self._db, profile):

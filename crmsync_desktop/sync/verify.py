@@ -4,7 +4,10 @@ For each enabled entity it streams the server's filtered set and the client's re
 the fields that travel (``records.content_hash``), and reports records missing on the client,
 records the client still holds that the server's set no longer has, and records whose values
 differ, with a few examples of each. Records the client organization created itself and the
-engine never saw are counted apart: they are not differences.
+engine never saw are counted apart: they are not differences. A lookup to a record of a synchronized
+entity that the client does not hold (outside that entity's sync filter) cannot be written to the
+client, so it is compared as empty, as the download writes it; a target that should be there is
+reported as missing under its own entity.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.sync.connectors.base import Connector
+from crmsync_desktop.sync.connectors.types import LookupValue, Record
 from crmsync_desktop.sync.download import EntityPlan
 from crmsync_desktop.sync.records import content_hash, project
 from crmsync_desktop.sync.run_recorder import RunRecorder
@@ -60,8 +64,8 @@ async def verify_entity(
     pid = plan.fields.primary_id
     expected: dict[int, str] = {}
     async for page in server.read_pages(plan.entity, fields, fetch_filter=fetch_filter):
-        for record in page.records:
-            projected = project(record, plan.fields)
+        projected_page = [project(record, plan.fields) for record in page.records]
+        for projected in await _as_writable(db, profile, plan, projected_page):
             expected[uuid.UUID(str(projected[pid])).int] = content_hash(projected, fields)
         recorder.progress(plan.entity, "verify", len(expected))
     server_count = len(expected)
@@ -104,6 +108,29 @@ async def verify_entity(
         client_only=client_only,
         examples=tuple(examples),
     )
+
+
+async def _as_writable(db: Database, profile: str, plan: EntityPlan, records: list[Record]) -> list[Record]:
+    """The records as the download writes them: lookups to synchronized records the client does not hold left out."""
+    wanted: dict[str, set[str]] = {}
+    for record in records:
+        for value in record.values():
+            if isinstance(value, LookupValue) and value.entity in plan.synced_entities:
+                wanted.setdefault(value.entity, set()).add(value.id.lower())
+    if not wanted:
+        return records
+    held = {target: set(await repos.get_record_states(db, profile, target, sorted(ids)))
+            for target, ids in wanted.items()}
+    pid = plan.fields.primary_id
+    out: list[Record] = []
+    for record in records:
+        rid = str(record[pid]).lower()
+        out.append({
+            name: value for name, value in record.items()
+            if not (isinstance(value, LookupValue) and value.entity in plan.synced_entities
+                    and value.id.lower() != rid and value.id.lower() not in held[value.entity])
+        })
+    return out
 
 
 async def verify(

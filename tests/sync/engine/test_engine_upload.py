@@ -52,3 +52,45 @@ def test_pending_change_is_uploaded_before_the_download_overwrites_it(rig: Rig) 
     assert report.in_sync
     assert _id(0) == ids[0]
     rig.run(rig.engine.aclose())
+
+
+def test_background_uploads_start_for_a_profile_connected_later(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from crmsync_desktop.domain import ConnectionProfile
+    from crmsync_desktop.store.migrate import open_store
+    from crmsync_desktop.sync.connectors.types import Product
+    from crmsync_desktop.sync.engine import SyncEngine
+    from crmsync_desktop.sync.upload.service import UploadSettings
+    from tests.fakes.memory_org import MemoryOrg, sales_org
+    from tests.sync.engine.conftest import PairFactory
+
+    db = open_store(tmp_path / "s.sqlite3", tmp_path / "b")
+    server, client = sales_org(Product.DATAVERSE), MemoryOrg(Product.RESCO)
+    engine = SyncEngine(db, PairFactory(server, client), upload_settings=UploadSettings(probe_interval_s=0.02),
+                        lock_dir=tmp_path / "locks")
+
+    async def scenario() -> str:
+        await repos.save_profile(db, ConnectionProfile(name=PROFILE))
+        assert await engine.start_uploads() == []  # nothing connected yet
+        rig = Rig(db, server, client, engine, [])
+        ids = seed_accounts(rig, 3)
+        await engine.connect(PROFILE)
+        configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
+        from dataclasses import replace
+
+        await engine.save_entity_configs(PROFILE, [replace(configs["account"], enabled=True)])
+        await engine.sync(PROFILE, full=True)
+        key = (await client.get_entity("account")).primary_id
+        client.put("account", {key: ids[2], "name": "edited while the console runs"})
+        for _ in range(500):  # the loop probes every 20 ms here (2 s by default)
+            if server.get("account", ids[2])["name"] == "edited while the console runs":
+                break
+            await asyncio.sleep(0.02)
+        await engine.aclose()
+        return server.get("account", ids[2])["name"]
+
+    try:
+        assert asyncio.run(scenario()) == "edited while the console runs"
+    finally:
+        db.close()

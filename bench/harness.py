@@ -68,7 +68,7 @@ def seed_accounts(data_dir: Path, accounts: int, *, seed: int = 1) -> dict[str, 
     from crmsync_desktop.emulator.dataverse.metadata import q
     from crmsync_desktop.emulator.seed import seed_sales_org
 
-    path = data_dir / "dataverse" / "org.sqlite"
+    path = data_dir / "server" / "dataverse" / "org.sqlite"
     marker = data_dir / "seeded.json"
     if path.exists() and marker.exists():
         return json.loads(marker.read_text())
@@ -110,11 +110,7 @@ def seed_accounts(data_dir: Path, accounts: int, *, seed: int = 1) -> dict[str, 
 # -- the emulator process -------------------------------------------------------------------------------------
 
 @contextmanager
-def emulator(data_dir: Path, *, latency_ms: int = LATENCY_MS, cost_ms: float = COST_PER_RECORD_MS,
-             limits: bool = True, extra: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """``crmsync-emulator pair`` on ``data_dir`` (Resco latency via start-up fault); yields its JSON summary."""
-    cmd = [sys.executable, "-m", "crmsync_desktop.emulator.cli", "pair", "--data-dir", str(data_dir), "--json",
-           *(("--latency-ms", str(latency_ms)) if latency_ms else ()), *extra]
+def _process(cmd: list[str]) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -127,10 +123,7 @@ def emulator(data_dir: Path, *, latency_ms: int = LATENCY_MS, cost_ms: float = C
                 break
         if not line.startswith("{"):
             raise RuntimeError(f"the emulator did not start: {line!r}")
-        info = json.loads(line)
-        admin(info, "PATCH", "limits", {"enabled": limits})
-        info["config"] = admin(info, "PATCH", "performance", {"latency_ms": latency_ms, "cost_per_record_ms": cost_ms})
-        yield info
+        yield json.loads(line)
     finally:
         proc.terminate()
         try:
@@ -138,6 +131,27 @@ def emulator(data_dir: Path, *, latency_ms: int = LATENCY_MS, cost_ms: float = C
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def emulator(data_dir: Path, *, latency_ms: int = LATENCY_MS, cost_ms: float = COST_PER_RECORD_MS,
+             limits: bool = True) -> Iterator[dict[str, Any]]:
+    """Dataverse (+ its sign-in service) and Resco Cloud, each in its own process; yields their merged summary.
+
+    Two processes, not one ``pair``: the emulated servers are CPU-bound Python, and in one process
+    the Dataverse pages and the Resco writes would take turns on one GIL instead of overlapping as
+    two real services do. ``ca_file`` is a bundle of both emulator CAs.
+    """
+    base = [sys.executable, "-m", "crmsync_desktop.emulator.cli"]
+    with _process([*base, "dataverse", "--data-dir", str(data_dir / "server"), "--json"]) as dv, \
+         _process([*base, "resco", "--data-dir", str(data_dir / "client"), "--json",
+                   *(("--latency-ms", str(latency_ms)) if latency_ms else ())]) as rs:
+        bundle = data_dir / "ca-bundle.pem"
+        bundle.write_text(Path(dv["ca_file"]).read_text() + Path(rs["ca_file"]).read_text())
+        info = {**rs, **dv, "ca_file": str(bundle)}
+        admin(info, "PATCH", "limits", {"enabled": limits})
+        info["config"] = admin(info, "PATCH", "performance", {"latency_ms": latency_ms, "cost_per_record_ms": cost_ms})
+        yield info
 
 
 def admin(info: dict[str, Any], method: str, what: str, body: Any = None) -> dict[str, Any]:

@@ -91,6 +91,12 @@ async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
             if options.get("tracemalloc"):
                 out["tracemalloc_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
                 tracemalloc.stop()
+        elif task == "latency":
+            result = None
+            out.update(await _latency(engine, info, int(options.get("changes", 20))))
+        elif task == "stall":
+            result = None
+            out.update(await _stall(engine))
         else:
             raise SystemExit(f"unknown task {task}")
         out["seconds"] = time.perf_counter() - started
@@ -108,12 +114,96 @@ async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _latency(engine: Any, info: dict[str, Any], changes: int) -> dict[str, Any]:
+    """Create records in the client organization one by one; time until each is on the server."""
+    import random
+    import uuid
+
+    from bench.harness import dataverse_http
+
+    svc = engine.uploads(PROFILE)
+    loop_task = asyncio.create_task(svc.run_forever())
+    pair = await engine._connectors.open(await engine.get_profile(PROFILE))  # noqa: SLF001 - a benchmark
+    latencies: list[float] = []
+    lost = 0
+    rng = random.Random(2)
+    try:
+        await asyncio.sleep(5)  # the first ticks set the capture cursor
+        with dataverse_http(info) as dv:
+            for k in range(changes):
+                rid = str(uuid.uuid4())
+                await pair.client.upsert_many("account", [{"id": rid, "name": f"Latency {k}"}])
+                created = time.perf_counter()
+                while True:
+                    r = await asyncio.to_thread(dv.get, f"accounts({rid})", params={"$select": "name"})
+                    if r.status_code == 200:
+                        latencies.append(time.perf_counter() - created)
+                        break
+                    if time.perf_counter() - created > 60:
+                        lost += 1
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+    finally:
+        svc.stop()
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+        await pair.aclose()
+    return {"latencies_s": latencies, "lost": lost, "probe_interval_s": svc.probe_interval_s}
+
+
+async def _stall(engine: Any) -> dict[str, Any]:
+    """A full sync while a 5 ms ticker measures the longest gap of the (qasync) event loop."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    result = await engine.sync(PROFILE, full=True)
+    seconds = time.perf_counter() - started
+    done.set()
+    await tick
+    gaps.sort()
+    return {"max_gap_ms": round(gaps[-1] * 1000, 1), "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)] * 1000, 1),
+            "ticks": len(gaps), "sync_seconds": round(seconds, 1), "sync_status": result.status.value,
+            "sync_summary": result.summary, "loop": "qasync.QEventLoop (QT_QPA_PLATFORM=offscreen)"}
+
+
+def _run_in_qasync(coro: Any) -> Any:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     keyring.set_keyring(InMemoryKeyring())  # throwaway emulator credentials, never the OS keyring
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     _count_requests()
-    out = asyncio.run(_engine_task(spec))
+    if spec["task"] == "stall":
+        out = _run_in_qasync(_engine_task(spec))
+    else:
+        out = asyncio.run(_engine_task(spec))
     info = spec["info"]
     hosts = {"dataverse": info["dataverse_url"], "resco": info["resco_url"], "identity": info.get("identity_url", "")}
     by_host = {}

@@ -443,6 +443,40 @@ async def fields_dialog(folder: Path) -> None:
         db.close()
 
 
+@shot("tracking_dialog")
+async def tracking_dialog(folder: Path) -> None:
+    """Server ribbon → Tracking: the Delete tab with one table tracked, one pending and one irreversible change."""
+    from crmsync_desktop.sync.tracking_config import TrackingChanges
+    from crmsync_desktop.views.tracking_dialog import TrackingDialog, TrackingTab
+    from tests.fakes.memory_org import add_resco_plugin_tables
+
+    db, engine, _bus, server, bridge, window = await _console(folder, synced=False)
+    try:
+        add_resco_plugin_tables(server)
+        for name in ("lead", "opportunity"):
+            server.update_entity_meta(name, change_tracking=False)
+        await engine.connect(PROFILE)  # the plugin tables join the replicated metadata
+        await engine.apply_tracking(PROFILE, TrackingChanges(delete={"account": True}, owner={"account": True}))
+        dialog = TrackingDialog(engine, PROFILE, window)
+        dialog.resize(900, 560)
+        dialog.open()
+        await until(lambda: dialog.overview is not None)
+        dialog.set_checked(TrackingTab.DELETE, "contact", True)
+        dialog.set_checked(TrackingTab.DELETE, "lead", True, change_tracking=True)
+        dialog.tables[TrackingTab.DELETE].selectRow(0)
+        await settle(dialog)
+        save(dialog, OUT / "tracking-dialog.png")
+        box = dialog.save()
+        await settle(box)
+        save(box, OUT / "tracking-confirm.png")
+        box.close()  # type: ignore[union-attr]
+        dialog.close()
+        window.close()
+    finally:
+        bridge.detach()
+        db.close()
+
+
 @shot("verify_dry_run")
 async def verify_dry_run(folder: Path) -> None:
     from crmsync_desktop.sync.connectors.types import LookupValue

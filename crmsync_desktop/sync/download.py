@@ -155,6 +155,7 @@ class EntityDownloader:
         self._client = client
         self._rec = recorder
         self._context = context
+        self.arrived: dict[str, set[str]] = {}  # entity -> ids newly written to the client in this run
 
     # -- the change feed ------------------------------------------------------------------
 
@@ -311,6 +312,8 @@ class EntityDownloader:
                     )
                 )
                 self._rec.count(entity, "updated" if rid in held else "created")
+                if rid not in held:
+                    self.arrived.setdefault(entity, set()).add(rid)
             else:
                 failures[rid] = result.error or "rejected by the client organization"
                 self._rec.count(entity, "failed")
@@ -352,6 +355,32 @@ class EntityDownloader:
                     deferred.add(rid)
             out.append(kept)
         return out, deferred
+
+    # -- lookups to records that arrived -----------------------------------------------------
+
+    async def complete_lookups(self, plans: Sequence[EntityPlan], lookups: Mapping[str, Mapping[str, tuple[str, ...]]]) -> None:
+        """Rewrite records whose lookup points at a record that arrived on the client in this run.
+
+        A lookup to a record the client does not hold is left out when its record is written; when
+        the target arrives later (it entered its sync filter, or was created), the records pointing
+        at it are unchanged on the server, so the change feed never brings them again. They are read
+        here by lookup value (one request per 500 arrived ids, per lookup column pointing at that
+        entity) and written where the lookup is now complete; already complete ones hash equal.
+        ``lookups``: entity -> lookup column -> target entities.
+        """
+        arrived = {entity: sorted(ids) for entity, ids in self.arrived.items() if ids}
+        if not arrived or self.dry_run:
+            return
+        for plan in plans:
+            for column, targets in lookups.get(plan.entity, {}).items():
+                if column not in plan.fields.fields:
+                    continue
+                ids = sorted({i for t in targets if t in plan.synced_entities for i in arrived.get(t, ())})
+                for start in range(0, len(ids), ID_CHUNK):
+                    condition = Condition(attribute=column, operator="in", values=tuple(ids[start : start + ID_CHUNK]))
+                    xml = render_filter(FetchFilter(entity=plan.entity, filter=FilterGroup(FilterType.AND, (condition,))))
+                    async for page in self._server.read_pages(plan.entity, plan.read_fields, fetch_filter=xml):
+                        await self.apply_page(plan, ChangePage(upserts=page.records, etags=page.etags))
 
     # -- retries --------------------------------------------------------------------------
 

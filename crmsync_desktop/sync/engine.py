@@ -57,6 +57,13 @@ from crmsync_desktop.sync.filters import (
 from crmsync_desktop.sync.records import plan_fields
 from crmsync_desktop.sync.process_lock import ProcessLock
 from crmsync_desktop.sync.run_recorder import RunRecorder
+from crmsync_desktop.sync.tracking_config import (
+    TrackingChanges,
+    TrackingOverview,
+    TrackingResult,
+    apply_tracking_changes,
+    read_overview,
+)
 from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
 from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService, UploadSettings
 from crmsync_desktop.sync.verify import VerifyReport, verify
@@ -646,7 +653,7 @@ class SyncEngine:
                 if drained.reached_server:
                     rec.info(f"Uploaded {drained.delivered} pending client change(s) first "
                              f"({drained.failed} failed, {drained.retrying} to retry, {drained.conflicts} conflicts)")
-            plans, context, _ = await self._plans(p.name, pair, entities)
+            plans, context, server_meta = await self._plans(p.name, pair, entities)
             downloader = EntityDownloader(
                 db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context,
                 dry_run=dry_run,
@@ -662,6 +669,10 @@ class SyncEngine:
             if any(plan.deletion is DeletionStrategy.TRACKING for plan in plans):
                 await apply_tracking(self._db, p.name, pair.server, pair.client,
                                      {plan.entity: plan for plan in plans}, downloader, rec)
+            if not full:  # (a full sync reads every record anyway)
+                await downloader.complete_lookups(plans, {
+                    name: {f.logical_name: f.targets for f in meta.fields if f.type.is_lookup and f.targets}
+                    for name, meta in server_meta.items()})
             for plan in plans:  # failed and deferred records, now that every entity has been written
                 waiting = await downloader.retry_pending(plan)
                 if waiting:
@@ -681,6 +692,27 @@ class SyncEngine:
                                 [(plan, render_filter(_entity_filter(plan))) for plan in plans], rec)
 
         return await self._run(profile, "verify", RunTrigger.MANUAL, body)
+
+    # -- tracking on the server (console: Tracking dialog; logic in sync/tracking_config.py) --------
+
+    async def tracking_overview(self, profile: str) -> TrackingOverview:
+        """Per server table: Dataverse change tracking, Resco-tracked deletions / owner changes; per N:N
+        relationship: tracked removals. Read live from the server (no run is recorded)."""
+        schema = await self.server_schema(profile)
+        enabled = {c.logical_name: c.enabled for c in await repos.list_entity_configs(self._db, profile)}
+        async with self._session(profile) as (_, pair):
+            return await read_overview(pair.server, schema, enabled)
+
+    async def apply_tracking(self, profile: str, changes: TrackingChanges) -> tuple[RunResult, TrackingResult | None]:
+        """Apply tracking changes (Dataverse change tracking first: IRREVERSIBLE), recorded as a "tracking" run."""
+
+        async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> TrackingResult:
+            result = await apply_tracking_changes(self._db, p.name, pair.server, changes, rec)
+            if p.name in self._uploads:
+                self._uploads[p.name].invalidate_plans()
+            return result
+
+        return await self._run(profile, "tracking", RunTrigger.MANUAL, body)
 
 
 def _entity_filter(plan: EntityPlan) -> FetchFilter:

@@ -5,9 +5,10 @@ the fields that travel (``records.content_hash``), and reports records missing o
 records the client still holds that the server's set no longer has, and records whose values
 differ, with a few examples of each. Records the client organization created itself and the
 engine never saw are counted apart: they are not differences. A lookup to a record of a synchronized
-entity that the client does not hold (outside that entity's sync filter) cannot be written to the
-client, so it is compared as empty, as the download writes it; a target that should be there is
-reported as missing under its own entity.
+entity that the client does not hold (outside that entity's sync filter) is not compared, on either
+side: the download cannot write it (the target is not there), and a client record may still point
+at a target that left the filter. A target that should be there is reported as missing under its
+own entity.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ async def verify_entity(
     client_count = different = extra = client_only = 0
     unmatched_extra: list[str] = []
     async for page in client.read_pages(plan.entity, plan.fields.client_fields):
-        for record in page.records:
+        projected_page = [project(plan.fields.from_client(record), plan.fields) for record in page.records]
+        for projected in await _as_writable(db, profile, plan, projected_page):
             client_count += 1
-            projected = project(plan.fields.from_client(record), plan.fields)
             rid = str(projected[pid]).lower()
             key = uuid.UUID(rid).int
             want = expected.pop(key, None)
@@ -111,7 +112,7 @@ async def verify_entity(
 
 
 async def _as_writable(db: Database, profile: str, plan: EntityPlan, records: list[Record]) -> list[Record]:
-    """The records as the download writes them: lookups to synchronized records the client does not hold left out."""
+    """The records without their lookups to synchronized records the client does not hold (not compared)."""
     wanted: dict[str, set[str]] = {}
     for record in records:
         for value in record.values():

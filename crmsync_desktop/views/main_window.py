@@ -1,6 +1,6 @@
 """The console's main window, laid out like Woodford's Resco CRM Sync screen.
 
-Ribbon groups **Server** (Connection, Update Server, Sync All), **Entity** (Save, Sync Filter,
+Ribbon groups **Server** (Connection, Update Server, Tracking, Sync All), **Entity** (Save, Sync Filter,
 Upload Filter, Fields), **Check** (Dry run, Verify) and **Data** (Import, Export); a profile selector
 when there are several profiles; tabs **Synchronization** (the entity grid), **Offline
 Transactions** and **Jobs & Logs**; a progress strip with Cancel for long operations; a status bar
@@ -64,6 +64,7 @@ from crmsync_desktop.ui.widgets.ribbon import add_ribbon_group, toolbar_icon
 from crmsync_desktop.views.connection_dialog import ConnectionDialog
 from crmsync_desktop.views.entities_view import EntitiesView, FilterEditorFactory
 from crmsync_desktop.views.filter_editor import FilterEditorDialog
+from crmsync_desktop.views.tracking_dialog import TrackingDialog
 from crmsync_desktop.views.verify_view import DryRunDialog, VerifyDialog
 
 __all__ = ["CONFIG_FILE_FILTER", "MainWindow"]
@@ -74,6 +75,7 @@ APP_TITLE = "crmsync-desktop"
 _RUN_LABELS = {
     "connect": "Connect",
     "update_server": "Update Server",
+    "tracking": "Tracking",
     "sync_all": "Sync All",
     "incremental": "Sync",
     "verify": "Verify",
@@ -146,6 +148,7 @@ class MainWindow(QMainWindow):
         self._close_after_operation = False
         self._hosted: list[QWidget] = []
         self.connection_dialog: ConnectionDialog | None = None
+        self.tracking_dialog: TrackingDialog | None = None
         self.report_dialogs: list[QWidget] = []
         self.prompt: QMessageBox | None = None
         self.resize(1280, 760)
@@ -268,6 +271,10 @@ class MainWindow(QMainWindow):
             "Update Server", "update_server",
             "Copy the server's metadata changes (tables, columns, labels) to the client organization",
             self.update_server)
+        self.tracking_action = self._action(
+            "Tracking", "tracking",
+            "What the server tracks: deletions, owner changes, N:N removals and Dataverse change tracking",
+            self.open_tracking_dialog)
         self.sync_all_action = self._action(
             "Sync All", "sync_all", "Synchronize every enabled entity now, reading everything",
             self.sync_all, [key("F5"), key("Ctrl+Shift+S")])
@@ -310,7 +317,7 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         toolbar.setFloatable(False)
         self.server_group = add_ribbon_group(toolbar, "Server", [self.connection_action, self.update_server_action,
-                                                                  self.sync_all_action])
+                                                                  self.tracking_action, self.sync_all_action])
         self.entity_group = add_ribbon_group(toolbar, "Entity", [self.save_action, self.sync_filter_action,
                                                                   self.upload_filter_action, self.fields_action])
         self.check_group = add_ribbon_group(toolbar, "Check", [self.dry_run_action, self.verify_action])
@@ -342,7 +349,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         server = bar.addMenu("&Server")
-        server.addActions([self.edit_connection_action, self.update_server_action, self.sync_all_action,
+        server.addActions([self.edit_connection_action, self.update_server_action, self.tracking_action,
+                           self.sync_all_action,
                            self.sync_changes_action])
         server.addSeparator()
         server.addActions([self.dry_run_action, self.verify_action])
@@ -641,6 +649,18 @@ class MainWindow(QMainWindow):
 
         return self._start("Update Server", self._engine.update_server(profile), done)
 
+    def open_tracking_dialog(self) -> TrackingDialog | None:
+        """The Tracking dialog (Woodford's Plugins screen) for the current profile; it runs its own save."""
+        profile = self.current_profile_name()
+        if profile is None:
+            return None
+        dialog = TrackingDialog(self._engine, profile, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(lambda *_: self.entities.is_dirty or self.entities.reload_keeping_message(profile))
+        self.tracking_dialog = dialog
+        dialog.open()
+        return dialog
+
     def sync_all(self) -> asyncio.Task[Any] | None:
         profile = self.current_profile_name()
         if profile is None:
@@ -791,7 +811,7 @@ class MainWindow(QMainWindow):
         p = self._current
         connected = p is not None and p.state is ConnectionState.CONNECTED
         busy = self._busy()
-        for action in (self.update_server_action, self.sync_all_action, self.sync_changes_action,
+        for action in (self.update_server_action, self.tracking_action, self.sync_all_action, self.sync_changes_action,
                        self.dry_run_action, self.verify_action):
             action.setEnabled(connected and not busy)
         self.cancel_action.setEnabled(self._operation is not None)

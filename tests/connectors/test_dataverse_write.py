@@ -218,3 +218,38 @@ async def test_batch_roundtrip_with_nested_changeset() -> None:
     parts = parse_batch_response("multipart/mixed; boundary=batchresponse_a", response.encode())
     assert [p.status for p in parts] == [204, 200, 404]
     assert parts[1].json() == {"a": 1}
+
+
+async def test_enable_change_tracking_puts_the_complete_definition_back(dv: DataverseConnector, dv_router: respx.MockRouter) -> None:
+    """docs §3.2: metadata is not PATCHed; PUT the whole definition with MSCRM.MergeLabels; §5: irreversible."""
+    from crmsync_desktop.sync.connectors.types import EntityMeta, FieldMeta, FieldType
+    mid = "70816501-edb9-4740-a16c-6a5efbc05d84"
+    definition = {"@odata.context": "x", "MetadataId": mid, "LogicalName": "lead", "SchemaName": "Lead",
+                  "EntitySetName": "leads", "ChangeTrackingEnabled": False,
+                  "CanChangeTrackingBeEnabled": {"Value": True, "CanBeChanged": False},
+                  "DisplayName": {"LocalizedLabels": [{"Label": "Lead", "LanguageCode": 1033}]}}
+    read = dv_router.get("EntityDefinitions(LogicalName='lead')").respond(200, json=definition)
+    put = dv_router.put(f"EntityDefinitions({mid})").respond(204)
+    await dv.enable_change_tracking("lead")
+    sent = json.loads(put.calls[0].request.content)
+    assert put.calls[0].request.headers["MSCRM.MergeLabels"] == "true"
+    assert sent["ChangeTrackingEnabled"] is True and sent["DisplayName"] == definition["DisplayName"]
+    assert sent["@odata.type"] == "Microsoft.Dynamics.CRM.EntityMetadata" and "@odata.context" not in sent
+    assert sent["SchemaName"] == "Lead" and sent["MetadataId"] == mid
+
+    read.respond(200, json={**definition, "ChangeTrackingEnabled": True})
+    await dv.update_entity(EntityMeta("lead", label="Ignored", change_tracking=True))  # on already: no PUT
+    assert put.call_count == 1
+    await dv.update_entity(EntityMeta("lead", label="Ignored"))  # labels of the server are never changed
+    assert put.call_count == 1 and read.call_count == 2
+
+    dv_router.get("EntityDefinitions(LogicalName='audit')").respond(200, json={
+        **definition, "LogicalName": "audit", "MetadataId": "x", "CanChangeTrackingBeEnabled": {"Value": False}})
+    with pytest.raises(errors.ValidationError, match="does not allow change tracking"):
+        await dv.enable_change_tracking("audit")
+    dv_router.get("EntityDefinitions(LogicalName='nosuch')").respond(
+        404, json={"error": {"code": "0x80040217", "message": "Could not find an entity"}})
+    with pytest.raises(errors.NotFoundError):
+        await dv.enable_change_tracking("nosuch")
+    with pytest.raises(errors.ConfigError, match="never changes the schema"):
+        await dv.update_field("lead", FieldMeta("subject", FieldType.STRING, max_length=400))

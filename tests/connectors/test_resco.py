@@ -222,3 +222,49 @@ async def test_metadata_read_and_provisioning(resco: RescoConnector, router: res
         await resco.create_relationship(rel)
     with pytest.raises(errors.ConfigError):
         await resco.associate("new_visit_contact", I1, I2)
+
+
+async def test_update_field_and_entity_patch_the_metadata_service(resco: RescoConnector, router: respx.MockRouter) -> None:
+    """Update Server on an existing client column / table: PATCH, never the type; system columns are left alone."""
+    patch_field = router.patch(f"{META}entities/contact/fields/fullname").respond(200, json={})
+    await resco.get_entity("contact")  # cached ...
+    await resco.update_field("contact", FieldMeta("fullname", FieldType.STRING, label="Name", max_length=200,
+                                                  required=True))
+    assert json.loads(patch_field.calls[0].request.content) == {
+        "display_name": "Name", "required": True, "max_length": 200}
+    assert "type" not in json.loads(patch_field.calls[0].request.content)
+    await resco.get_entity("contact")  # ... and read again after the change
+    assert router.routes[0].call_count == 2
+
+    patch_choice = router.patch(f"{META}entities/contact/fields/preferredcontactmethodcode").respond(200, json={})
+    await resco.update_field("contact", FieldMeta("preferredcontactmethodcode", FieldType.PICKLIST, label="Method",
+                                                  options=(OptionMeta(1, "Any"), OptionMeta(2, "Email"))))
+    assert json.loads(patch_choice.calls[0].request.content) == {
+        "display_name": "Method", "required": False, "options": [{"value": 1, "label": "Any"}, {"value": 2, "label": "Email"}]}
+    patch_lookup = router.patch(f"{META}entities/contact/fields/parentcustomerid").respond(200, json={})
+    await resco.update_field("contact", FieldMeta("parentcustomerid", FieldType.LOOKUP, label="Company",
+                                                  targets=("account", "contact")))
+    assert json.loads(patch_lookup.calls[0].request.content)["targets"] == ["account", "contact"]
+
+    await resco.update_field("contact", FieldMeta("ownerid", FieldType.OWNER, label="Owner"))  # a system column
+    assert not router.patch(f"{META}entities/contact/fields/ownerid").called
+
+    patch_entity = router.patch(f"{META}entities/contact").respond(200, json={})
+    await resco.update_entity(EntityMeta("contact", label="Person", collection_label="People"))
+    assert json.loads(patch_entity.calls[0].request.content) == {"display_name": "Person"}
+
+    router.patch(f"{META}entities/contact/fields/nosuch").respond(404, json={"error": {"code": "404", "message": "x"}})
+    with pytest.raises(errors.NotFoundError):
+        await resco.update_field("contact", FieldMeta("nosuch", FieldType.STRING))
+    router.patch(f"{META}entities/contact/fields/jobtitle").respond(
+        400, json={"error": {"code": "400", "message": "The length of 'jobtitle' cannot shrink below 100."}})
+    with pytest.raises(errors.CrmSyncError, match="cannot shrink"):
+        await resco.update_field("contact", FieldMeta("jobtitle", FieldType.STRING, max_length=50))
+
+
+async def test_change_tracking_needs_nothing_on_resco_cloud(resco: RescoConnector, router: respx.MockRouter) -> None:
+    await resco.enable_change_tracking("contact")  # always on: no request but the (cached) entity read
+    assert not [c for c in router.calls if c.request.method != "GET"]
+    router.get(f"{META}entities/nosuch").respond(404, json={"error": {"code": "404", "message": "missing"}})
+    with pytest.raises(errors.NotFoundError):
+        await resco.enable_change_tracking("nosuch")

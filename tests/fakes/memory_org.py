@@ -75,6 +75,7 @@ __all__ = [
     "DEFAULT_TEAM_ID",
     "DEFAULT_USER_ID",
     "MemoryOrg",
+    "add_resco_plugin_tables",
     "sales_org",
     "sales_schema",
 ]
@@ -144,6 +145,7 @@ class MemoryOrg:
         self.schema_writes = self.product is Product.RESCO if schema_writes is None else schema_writes
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self.offline = False
+        self.cannot_track: set[str] = set()  # entities whose change tracking cannot be switched on
         self.requests: Counter[str] = Counter()
         self._entities: dict[str, EntityMeta] = {}
         self._relationships: dict[str, RelationshipMeta] = {}
@@ -350,7 +352,8 @@ class MemoryOrg:
         self._check_schema_writes(entity.logical_name)
         if entity.logical_name in self._entities:
             return  # 409 on a real org: provisioning is re-runnable
-        primary_id = entity.primary_id or f"{entity.logical_name}id"
+        # Resco Cloud names every table's key ``id`` (docs/emulator.md); the engine matches keys by role.
+        primary_id = "id" if self.product is Product.RESCO else (entity.primary_id or f"{entity.logical_name}id")
         given = {f.logical_name: f for f in entity.fields}
         fields = [
             replace(given.get(primary_id) or FieldMeta(primary_id, FieldType.UNIQUEIDENTIFIER),
@@ -452,11 +455,27 @@ class MemoryOrg:
                                        options=field.options, required=field.required, targets=field.targets))
 
     async def update_entity(self, entity: EntityMeta) -> None:
-        """Proposed Protocol addition: change the labels of an existing entity."""
+        """Change the labels of an existing entity; ``change_tracking=True`` switches it on (Dataverse).
+
+        Like the real Dataverse connector, a Dataverse org applies only ``change_tracking``.
+        """
         await self._request("update_entity")
-        self._check_schema_writes(entity.logical_name)
         meta = self._meta(entity.logical_name)
+        if self.product is Product.DATAVERSE:
+            if entity.change_tracking and not meta.change_tracking:
+                self._entities[meta.logical_name] = replace(meta, change_tracking=True)
+            return
+        self._check_schema_writes(entity.logical_name)
         self._entities[meta.logical_name] = replace(meta, label=entity.label, collection_label=entity.collection_label)
+
+    async def enable_change_tracking(self, entity: str) -> None:
+        """Dataverse: ``change_tracking`` on from now on (deletions leave tombstones); Resco Cloud: nothing to do."""
+        await self._request("enable_change_tracking")
+        meta = self._meta(entity)
+        if self.product is Product.DATAVERSE and not meta.change_tracking:
+            if entity in self.cannot_track:
+                raise errors.ValidationError(f"Change tracking cannot be enabled for {entity}.", entity=entity, status=400)
+            self._entities[entity] = replace(meta, change_tracking=True)
 
     # =========================================================================================
     # Connector: reads
@@ -1081,6 +1100,42 @@ def sales_schema() -> tuple[list[EntityMeta], list[RelationshipMeta]]:
                 _one_to_many(f"business_unit_{e.logical_name}", "businessunit", e.logical_name, "owningbusinessunit")
             )
     return entities, relationships
+
+
+def add_resco_plugin_tables(org: MemoryOrg) -> None:
+    """The tables Resco's Dynamics plugins add to a server: ``resco_mobiletracking`` (events) and
+    ``resco_mobiletrackingconfig`` (what is tracked), as the Dataverse emulator defines them (docs/emulator.md)."""
+    s, u, b = FieldType.STRING, FieldType.UNIQUEIDENTIFIER, FieldType.BOOLEAN
+    org.add_entity(EntityMeta(
+        "resco_mobiletracking", label="Mobile Tracking", collection_label="Mobile Tracking",
+        schema_name="resco_MobileTracking", entity_set_name="resco_mobiletrackings",
+        primary_id="resco_mobiletrackingid", primary_name="resco_name", ownership=Ownership.ORGANIZATION,
+        change_tracking=True, is_custom=True,
+        fields=(
+            _pk("resco_mobiletrackingid"), _name_field("resco_name", "Name", 200),
+            _f("resco_action", FieldType.PICKLIST, "Action", options=(
+                OptionMeta(1, "Delete"), OptionMeta(2, "Owner Change"), OptionMeta(3, "Disassociate"))),
+            _f("resco_entityname", s, "Entity Name", max_length=64), _f("resco_objectid", u, "Object Id"),
+            _f("resco_relationshipname", s, "Relationship Name", max_length=128),
+            _f("resco_relatedentityname", s, "Related Entity Name", max_length=64),
+            _f("resco_relatedobjectid", u, "Related Object Id"),
+            *_system(),
+        ),
+    ))
+    org.add_entity(EntityMeta(
+        "resco_mobiletrackingconfig", label="Mobile Tracking Configuration",
+        collection_label="Mobile Tracking Configurations", schema_name="resco_MobileTrackingConfig",
+        entity_set_name="resco_mobiletrackingconfigs", primary_id="resco_mobiletrackingconfigid",
+        primary_name="resco_name", ownership=Ownership.ORGANIZATION, change_tracking=True, is_custom=True,
+        fields=(
+            _pk("resco_mobiletrackingconfigid"), _name_field("resco_name", "Name", 200),
+            _f("resco_entityname", s, "Entity Name", max_length=64),
+            _f("resco_relationshipname", s, "Relationship Name", max_length=128),
+            _f("resco_trackdelete", b, "Track Delete"), _f("resco_trackowner", b, "Track Owner"),
+            _f("resco_trackdisassociate", b, "Track Disassociate"),
+            *_system(),
+        ),
+    ))
 
 
 def sales_org(product: Product | str = Product.DATAVERSE, *, seed: bool = True, **kwargs: Any) -> MemoryOrg:

@@ -97,7 +97,7 @@ async def test_resco_create_entity_field_relationship() -> None:
     ))
     await org.create_entity(EntityMeta("account"))  # exists: a no-op, like a 409
     acc = await org.get_entity("account")
-    assert acc.primary_id == "accountid"
+    assert acc.primary_id == "id"  # Resco Cloud names every key "id"
     name = acc.field("name")
     assert name is not None and name.max_length == 160 and name.is_primary_name
     owner = acc.field("ownerid")

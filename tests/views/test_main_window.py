@@ -114,7 +114,7 @@ def test_ribbon_groups_and_shortcuts(window: MainWindow) -> None:
     def texts(group) -> list[str]:  # type: ignore[no-untyped-def]
         return [b.text() for b in group.buttons if b.defaultAction().isVisible()]
 
-    assert texts(window.server_group) == ["Connection", "Update Server", "Sync All"]
+    assert texts(window.server_group) == ["Connection", "Update Server", "Tracking", "Sync All"]
     assert texts(window.entity_group) == ["Save", "Sync Filter", "Upload Filter", "Fields"]
     assert texts(window.data_group) == ["Import", "Export"]
     assert texts(window.check_group) == ["Dry run", "Verify"]

@@ -271,7 +271,9 @@ class RescoOrg:
             raise SchemaError(f"Cannot change {', '.join(sorted(unknown))} of a field.")
         with self._lock:
             entity = self.entity(entity_name)
-            current = entity.field(field_name)
+            if field_name not in entity.fields:
+                raise NotFound(f"The entity '{entity.name}' has no field '{field_name}'.")
+            current = entity.fields[field_name]
             for fixed in ("name", "type"):
                 if fixed in changes and str(changes[fixed]).lower() != getattr(current, fixed):
                     raise SchemaError(f"The {fixed} of field '{current.name}' cannot be changed.")

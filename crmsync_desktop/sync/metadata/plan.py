@@ -138,7 +138,6 @@ class IssueCode(enum.StrEnum):
     TYPE_CHANGED = "type-changed"  # the server changed a replicated column's type
     TARGET_NOT_SYNCED = "target-not-synced"  # a lookup whose target entities are not synchronized
     RELATIONSHIP_CONFLICT = "relationship-conflict"
-    PRIMARY_KEY_DIFFERS = "primary-key-differs"
     REMOVED_ENTITY = "removed-entity"
     REMOVED_FIELD = "removed-field"
     REMOVED_RELATIONSHIP = "removed-relationship"
@@ -251,10 +250,8 @@ class _Planner:
             keep = tuple(f for f in se.fields if _created_with_entity(se, f))
             self.entity_ops.append(CreateEntity(replace(se, fields=keep)))
         else:
-            if ce.primary_id and se.primary_id and ce.primary_id != se.primary_id:
-                self._issue(Severity.INFO, IssueCode.PRIMARY_KEY_DIFFERS, name,
-                            f"The client's key of {name} is {ce.primary_id}, the server's {se.primary_id}; "
-                            "records are matched by their id value.")
+            # A differently named key (Resco Cloud calls every key ``id``) is expected: the engine
+            # matches keys by role (records.FieldPlan), so it is not reported.
             if old is not None:
                 self._entity_labels(se, ce, old)
         for sf in se.fields:

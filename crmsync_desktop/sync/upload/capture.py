@@ -117,7 +117,8 @@ class ChangeCapture:
         self, plan: UploadPlan, token: ChangeToken | None, state: SyncState, initial: bool, report: UploadLog
     ) -> int:
         queued = 0
-        async for page in self._client.read_changes(plan.entity, plan.read_fields, token):
+        async for page in self._client.read_changes(plan.entity, plan.client_read_fields, token):
+            page = replace(page, upserts=tuple(plan.fields.from_client(r) for r in page.upserts))
             new_state = None
             if page.token is not None:
                 value, kind = token_to_state(page.token)
@@ -312,7 +313,7 @@ class ChangeCapture:
         matching: set[str] = set()
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
-            xml = with_ids(f, plan.entity, pid, chunk)
+            xml = with_ids(f, plan.entity, plan.fields.client_id_name, chunk)
             async for page in self._client.read_ids(plan.entity, fetch_filter=xml):
                 matching.update(i.lower() for i in page)
         return matching

@@ -395,7 +395,7 @@ class Delivery:
         now = self._clock()
         ok: list[tuple[OfflineTransaction, str]] = []
         if present:
-            records = [current[_rid(t)].record for t, _ in present]
+            records = [plan.fields.to_client(current[_rid(t)].record) for t, _ in present]
             try:
                 results = await self._client.upsert_many(entity, records)
             except CrmSyncError as exc:

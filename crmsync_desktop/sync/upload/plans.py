@@ -104,6 +104,12 @@ class UploadPlan:
         return tuple(dict.fromkeys((*self.fields.fields, *self.filter_fields, *extra)))
 
     @property
+    def client_read_fields(self) -> tuple[str, ...]:
+        """``read_fields`` under the client's names (the primary key is matched by role)."""
+        pid, cid = self.fields.primary_id, self.fields.client_id_name
+        return tuple(cid if f == pid else f for f in self.read_fields)
+
+    @property
     def filter_is_local(self) -> bool:
         return self.upload_filter.is_empty or can_evaluate_locally(self.upload_filter)
 

@@ -121,7 +121,7 @@ def test_filter_with_a_link_entity_is_rechecked_on_the_server(rig: Rig) -> None:
                 '</link-entity></entity></fetch>')
     connect_and_enable(rig, EntityConfig("account", sync_filter=with_ceo))
     rig.run(rig.engine.sync(PROFILE, full=True))
-    assert sorted(r["accountid"] for r in rig.client.records("account")) == sorted(ids[:2])
+    assert sorted(r["id"] for r in rig.client.records("account")) == sorted(ids[:2])
 
 
 def test_deletions_off_keeps_records_and_tombstones_remove_them_when_on(rig: Rig) -> None:
@@ -150,7 +150,7 @@ def test_sweep_removes_deleted_and_reassigned_records(rig: Rig) -> None:
     assert rig.client.count("account") == 8
     rig.server.tombstones = False  # a table without change tracking: only the sweep sees deletions
     rig.server.delete("account", ids[0])
-    rig.client.put("account", {"accountid": _id(99), "name": "created on the client"})  # never touched
+    rig.client.put("account", {"id": _id(99), "name": "created on the client"})  # never touched
     result = rig.run(rig.engine.sync(PROFILE))
     assert result.status is RunStatus.SUCCEEDED, result.error
     assert rig.client.get("account", ids[0]) is None
@@ -195,14 +195,14 @@ def test_dry_run_reports_and_writes_nothing(rig: Rig) -> None:
     rig.server.put("account", {"accountid": ids[0], "name": "changed"})
     rig.server.put("account", {"accountid": _id(50), "name": "new", "statecode": 0})
     rig.server.delete("account", ids[1])
-    before = {r["accountid"]: dict(r) for r in rig.client.records("account")}
+    before = {r["id"]: dict(r) for r in rig.client.records("account")}
     result, examples = rig.run(rig.engine.dry_run(PROFILE))
     assert result.status is RunStatus.SUCCEEDED, result.error
     assert result.counts["account"]["created"] == 1
     assert result.counts["account"]["updated"] == 1
     assert result.counts["account"]["deleted"] == 1
     assert examples[("account", "create")] == [_id(50)]
-    assert {r["accountid"]: dict(r) for r in rig.client.records("account")} == before
+    assert {r["id"]: dict(r) for r in rig.client.records("account")} == before
     real = rig.run(rig.engine.sync(PROFILE))  # the cursor did not move: the real sync sees the same
     assert (real.counts["account"]["created"], real.counts["account"]["updated"]) == (1, 1)
 

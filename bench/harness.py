@@ -174,10 +174,13 @@ def dataverse_token(info: dict[str, Any]) -> str:
     from crmsync_desktop.auth.msal_provider import ClientSecretLogin, MsalTokenProvider
     import asyncio
 
+    from concurrent.futures import ThreadPoolExecutor
+
     provider = MsalTokenProvider(ClientSecretLogin(info["client_id"], info["client_secret"]), info["authority"],
                                  verify=_tls(info))
     try:
-        return asyncio.run(provider.get_token([info["dataverse_scope"]]))
+        with ThreadPoolExecutor(1) as pool:  # also callable from inside a running event loop
+            return pool.submit(asyncio.run, provider.get_token([info["dataverse_scope"]])).result()
     finally:
         provider.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -165,16 +166,54 @@ async def _stall(engine: Any) -> dict[str, Any]:
             gaps.append(now - last)
             last = now
 
+    import gc
+
+    gc_pauses: list[float] = []
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_start[0])
+
+    if os.environ.get("BENCH_GC_FREEZE"):
+        gc.freeze()
+    gc.callbacks.append(on_gc)
     tick = asyncio.create_task(ticker())
+    stacks: dict[str, float] = {}
+    if os.environ.get("BENCH_STALL_STACKS"):  # diagnostics: where the loop thread was during long gaps
+        import threading
+        import traceback
+
+        main_id = threading.get_ident()
+        last_len = [0]
+
+        def watchdog() -> None:
+            while not done.is_set():
+                n = len(gaps)
+                time.sleep(0.02)
+                if len(gaps) == n and not done.is_set():
+                    frame = sys._current_frames().get(main_id)
+                    if frame is not None:
+                        key = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}"
+                                          for f in traceback.extract_stack(frame)[::-1][:16])
+                        stacks[key] = stacks.get(key, 0) + 0.02
+            last_len[0] = len(gaps)
+
+        threading.Thread(target=watchdog, daemon=True).start()
     started = time.perf_counter()
     result = await engine.sync(PROFILE, full=True)
     seconds = time.perf_counter() - started
     done.set()
     await tick
+    gc.callbacks.remove(on_gc)
     gaps.sort()
     return {"max_gap_ms": round(gaps[-1] * 1000, 1), "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)] * 1000, 1),
             "ticks": len(gaps), "sync_seconds": round(seconds, 1), "sync_status": result.status.value,
-            "sync_summary": result.summary, "loop": "qasync.QEventLoop (QT_QPA_PLATFORM=offscreen)"}
+            "sync_summary": result.summary, "loop": "qasync.QEventLoop (QT_QPA_PLATFORM=offscreen)",
+            "longest_gc_pause_ms": round(max(gc_pauses, default=0) * 1000, 1), "gc_collections": len(gc_pauses),
+            **({"blocked_in": dict(sorted(stacks.items(), key=lambda kv: -kv[1])[:15])} if stacks else {})}
 
 
 def _run_in_qasync(coro: Any) -> Any:

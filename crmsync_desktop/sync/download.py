@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
+# CPU work over a batch at least this big (projection, hashing, lookup checks) runs in a worker
+# thread, so the event loop (the console's, under qasync) is never blocked for a whole page.
+OFFLOAD_AT = 200
 DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
 WAITING_UPLOAD = "a client change to this record is waiting to upload; fetched again after it is delivered"
 
@@ -268,7 +271,7 @@ class EntityDownloader:
 
     async def _write(self, plan: EntityPlan, records: list[Record], etags: Mapping[str, str]) -> None:
         entity, pid = plan.entity, plan.fields.primary_id
-        projected = [project(r, plan.fields) for r in records]
+        projected = await _cpu(len(records), lambda: [project(r, plan.fields) for r in records])
         # A record with a client change still waiting to upload is not overwritten now: the upload
         # decides the conflict first, and the record is fetched again by id afterwards.
         waiting = await repos.undelivered_records(self._db, self._profile, entity, [str(r[pid]) for r in projected])
@@ -281,7 +284,8 @@ class EntityDownloader:
         projected, deferred = await self._defer_missing_lookups(plan, projected)
         ids = [str(r[pid]) for r in projected]
         held = await repos.get_record_states(self._db, self._profile, entity, ids)
-        hashes = {str(r[pid]): content_hash(r, plan.fields.fields) for r in projected}
+        hashes = await _cpu(len(projected),
+                            lambda: {str(r[pid]): content_hash(r, plan.fields.fields) for r in projected})
         changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]]
         self._rec.count(entity, "unchanged", len(projected) - len(changed))
         if not changed:
@@ -294,7 +298,8 @@ class EntityDownloader:
             self._example(entity, "create", created)
             self._example(entity, "update", updated)
             return
-        results = await self._client.upsert_many(entity, [plan.fields.to_client(r) for r in changed])
+        outgoing = await _cpu(len(changed), lambda: [plan.fields.to_client(r) for r in changed])
+        results = await self._client.upsert_many(entity, outgoing)
         now = datetime.now(UTC)
         states: list[RecordState] = []
         failures: dict[str, str] = {}
@@ -327,11 +332,15 @@ class EntityDownloader:
 
     async def _defer_missing_lookups(self, plan: EntityPlan, records: list[Record]) -> tuple[list[Record], set[str]]:
         """Leave out lookups whose target the client cannot have yet; return the ids to rewrite later."""
-        wanted: dict[str, set[str]] = {}
-        for record in records:
-            for name, value in record.items():
-                if isinstance(value, LookupValue) and value.entity in plan.synced_entities:
-                    wanted.setdefault(value.entity, set()).add(value.id.lower())
+        def targets() -> dict[str, set[str]]:
+            wanted: dict[str, set[str]] = {}
+            for record in records:
+                for value in record.values():
+                    if isinstance(value, LookupValue) and value.entity in plan.synced_entities:
+                        wanted.setdefault(value.entity, set()).add(value.id.lower())
+            return wanted
+
+        wanted = await _cpu(len(records), targets)
         if not wanted:
             return records, set()
         present: dict[str, set[str]] = {}
@@ -339,22 +348,26 @@ class EntityDownloader:
             found = await repos.get_record_states(self._db, self._profile, target, sorted(ids))
             present[target] = set(found)
         pid = plan.fields.primary_id
-        out: list[Record] = []
-        deferred: set[str] = set()
-        for record in records:
-            rid = str(record[pid])
-            kept = dict(record)
-            for name, value in record.items():
-                if (
-                    isinstance(value, LookupValue)
-                    and value.entity in plan.synced_entities
-                    and value.id.lower() != rid
-                    and value.id.lower() not in present[value.entity]
-                ):
-                    del kept[name]
-                    deferred.add(rid)
-            out.append(kept)
-        return out, deferred
+
+        def leave_out() -> tuple[list[Record], set[str]]:
+            out: list[Record] = []
+            deferred: set[str] = set()
+            for record in records:
+                rid = str(record[pid])
+                kept = dict(record)
+                for name, value in record.items():
+                    if (
+                        isinstance(value, LookupValue)
+                        and value.entity in plan.synced_entities
+                        and value.id.lower() != rid
+                        and value.id.lower() not in present[value.entity]
+                    ):
+                        del kept[name]
+                        deferred.add(rid)
+                out.append(kept)
+            return out, deferred
+
+        return await _cpu(len(records), leave_out)
 
     # -- lookups to records that arrived -----------------------------------------------------
 
@@ -410,6 +423,13 @@ class EntityDownloader:
             self._rec.info(f"{len(gone)} record(s) waiting for a retry were deleted on the server", plan.entity)
         remaining = await repos.list_download_retries(self._db, self._profile, plan.entity)
         return len(remaining)
+
+
+async def _cpu(size: int, work: Callable[[], T]) -> T:
+    """``work()``, in a worker thread when the batch is big enough to hold up the event loop."""
+    if size < OFFLOAD_AT:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 _NO_STATE = RecordState(record_id="", last_synced_at=datetime.min.replace(tzinfo=UTC))

@@ -73,6 +73,7 @@ KIND_NAMES = {
     "upload": "Upload",
     "dry_run_sync_all": "Dry run (Sync All)",
     "dry_run_incremental": "Dry run",
+    "tracking": "Tracking",
 }
 _STATE_TEXT = {
     EngineState.IDLE: ("Idle", "#1b6e2a"),

@@ -170,7 +170,8 @@ class TrackingDialog(QDialog):
             table.setSortingEnabled(True)
             header = table.horizontalHeader()
             header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-            header.setStretchLastSection(True)
+            header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # the table / relationship name
+            header.setStretchLastSection(False)
             self.models[tab], self.proxies[tab], self.tables[tab] = model, proxy, table
             self.tabs.addTab(table, titles[tab])
         self.search.textChanged.connect(self._refilter)
@@ -238,7 +239,8 @@ class TrackingDialog(QDialog):
             table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
             table.resizeColumnsToContents()
             for column in range(model.columnCount()):
-                table.setColumnWidth(column, min(max(table.columnWidth(column), 90), 260))
+                if column != 1:
+                    table.setColumnWidth(column, min(max(table.columnWidth(column), 90), 260))
         self._set_busy(False)
         if not plugins:
             self.message.show_message(
@@ -257,8 +259,12 @@ class TrackingDialog(QDialog):
 
     def _ct_item(self, on: bool) -> QStandardItem:
         if on:
-            return _check_item(True, enabled=False, tip="Change tracking is on (it cannot be switched off)")
-        return _check_item(False, tip="Switch on Dataverse change tracking for this table (cannot be undone)")
+            item = _check_item(True, enabled=False, tip="Change tracking is on (it cannot be switched off)")
+            item.setText("On")
+        else:
+            item = _check_item(False, tip="Switch on Dataverse change tracking for this table (cannot be undone)")
+            item.setText("Off")
+        return item
 
     def _add_row(self, tab: TrackingTab, items: list[QStandardItem], name: str, synchronized: bool) -> None:
         items[0].setData(name, NAME_ROLE)
@@ -276,6 +282,11 @@ class TrackingDialog(QDialog):
             proxy.set(self.search.text().strip(), self.only_synced.isChecked())
 
     def _item_changed(self, tab: TrackingTab, item: QStandardItem) -> None:
+        if tab is not TrackingTab.RELATIONSHIPS and item.column() == self.CT_COLUMN and item.isEnabled():
+            text = "Switch on at Save" if item.checkState() == Qt.CheckState.Checked else "Off"
+            if item.text() != text:
+                item.setText(text)  # re-enters with the same state, then stops here
+                return
         if tab is not TrackingTab.RELATIONSHIPS and item.column() == self.CT_COLUMN and not self._syncing_ct:
             # one state shown on two tabs
             name = self.models[tab].item(item.row(), 0).data(NAME_ROLE)

@@ -173,3 +173,17 @@ def test_the_server_group_opens_the_dialog(qtbot, qapp, qloop, rig: GuiRig, tmp_
         window.log_model.detach()
         qapp.setQuitOnLastWindowClosed(True)
         setup.close()
+
+
+def test_an_unreachable_server_is_shown_not_raised(qtbot, qloop, rig: GuiRig) -> None:  # type: ignore[no-untyped-def]
+    _connect(qloop, rig, "account")
+    rig.server.offline = True
+    d = TrackingDialog(rig.engine, PROFILE)
+    qtbot.addWidget(d)
+    d.show()
+    qloop.run_until_complete(until(lambda: d.message.isVisible()))
+    assert "offline" in d.message.text_label.text() and d.overview is None
+    assert not d.save_button.isEnabled()
+    rig.server.offline = False
+    qloop.run_until_complete(settle(d.load()))
+    assert d.overview is not None and d.reload_button.isEnabled()

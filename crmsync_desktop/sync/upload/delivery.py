@@ -219,11 +219,16 @@ class Delivery:
         records: list[Record] = []
         if_match: dict[str, str] = {}
         admin: set[int] = set()
+        local_owners = await self._client_only_owners(plan, txns)
         for t in txns:
             rid = _rid(t)
             values = decode_record(t.payload.get("values", {}))
             if t.operation is TransactionOperation.CREATE:
-                records.append(_shape(plan, rid, values, None, create=True))
+                record = _shape(plan, rid, values, None, create=True)
+                owner = record.get(plan.owner_field) if plan.owner_field else None
+                if isinstance(owner, LookupValue) and (owner.entity, owner.id.lower()) in local_owners:
+                    del record[plan.owner_field]  # type: ignore[arg-type]  # the server's default owner (the caller)
+                records.append(record)
                 continue
             records.append(_shape(plan, rid, values, _changed(t), create=False))
             state = states.get(rid)
@@ -250,6 +255,28 @@ class Delivery:
         await self._succeeded(plan, done, work, report, notes)
         if clashing:
             await self._conflicts(plan, clashing, work, report)
+
+    async def _client_only_owners(self, plan: UploadPlan, txns: Sequence[OfflineTransaction]) -> set[_Key]:
+        """Owners of created records that exist only in the client organization (e.g. its own admin user).
+
+        Records created on the client are owned by the client's user; when that user is not one the
+        engine brought from the server (no record state) and is not waiting to be uploaded, the server
+        can never resolve it, so the create is sent without an owner and the server assigns its default.
+        """
+        if plan.owner_field is None:
+            return set()
+        owners: dict[str, set[str]] = defaultdict(set)
+        for t in txns:
+            if t.operation is TransactionOperation.CREATE:
+                owner = decode_record(t.payload.get("values", {})).get(plan.owner_field)
+                if isinstance(owner, LookupValue):
+                    owners[owner.entity].add(owner.id.lower())
+        local: set[_Key] = set()
+        for entity, ids in owners.items():
+            known = await repos.get_record_states(self._db, self._profile, entity, sorted(ids))
+            waiting = await repos.undelivered_records(self._db, self._profile, entity, sorted(ids))
+            local.update((entity, i) for i in ids if i not in known and i not in waiting)
+        return local
 
     async def _succeeded(
         self,
@@ -325,13 +352,13 @@ class Delivery:
                 admin_resolved=conflicts.is_admin_resolved(t.last_error),
             )
             text = conflicts.describe(plan.conflict_policy, outcome, changed, values, server_record)
-            mine, theirs = conflicts.changed_versions(changed, values, server_record)
-            work.events.append(ConflictLogged(self._profile, entity, rid, plan.conflict_policy, outcome.value,
-                                              mine, theirs, t.id))
-            if outcome is Outcome.ALREADY_APPLIED:
+            if outcome is Outcome.ALREADY_APPLIED:  # a resend after a crash: no conflict, nothing to report
                 already.append(t)
                 etags[rid] = found.etag if found else None
                 continue
+            mine, theirs = conflicts.changed_versions(changed, values, server_record)
+            work.events.append(ConflictLogged(self._profile, entity, rid, plan.conflict_policy, outcome.value,
+                                              mine, theirs, t.id))
             report.count(entity, "conflicts")
             if outcome is Outcome.MANUAL:
                 report.warning(f"Record {rid}: {text}", entity)

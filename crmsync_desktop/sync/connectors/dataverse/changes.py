@@ -11,6 +11,7 @@ which yields a safe token after every page but cannot see deletions (use id swee
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
 from crmsync_desktop.sync.connectors.dataverse.read import etags_of
 from crmsync_desktop.sync.connectors.http.transport import HttpTransport
 from crmsync_desktop.sync.connectors.odata import odata_pages, rows_of
-from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, EntityMeta, TokenKind
+from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, EntityMeta, Record, TokenKind
 
 ROW_VERSION = "versionnumber"
 TRACK = "odata.track-changes"
@@ -28,6 +29,16 @@ TRACK = "odata.track-changes"
 
 def is_tombstone(row: dict[str, Any]) -> bool:
     return str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted"
+
+
+DECODE_IN_THREAD_AT = 200  # rows: bigger pages are decoded in a worker thread (the event loop stays free)
+
+
+async def decode_rows(rows: Sequence[dict[str, Any]], meta: EntityMeta, fields: Sequence[str]) -> tuple[Record, ...]:
+    """Wire rows as records; a big page is decoded in a worker thread so the caller's event loop is not held up."""
+    if len(rows) < DECODE_IN_THREAD_AT:
+        return tuple(record_from_wire(r, meta, fields) for r in rows)
+    return await asyncio.to_thread(lambda: tuple(record_from_wire(r, meta, fields) for r in rows))
 
 
 class ChangeReader:
@@ -79,7 +90,7 @@ class ChangeReader:
                     entity=meta.logical_name,
                 )
             yield ChangePage(
-                upserts=tuple(record_from_wire(r, meta, fields) for r in upserts),
+                upserts=await decode_rows(upserts, meta, fields),
                 deleted_ids=deleted,
                 token=ChangeToken(TokenKind.DELTA_LINK, str(delta)) if delta and not next_url else None,
                 etags=etags_of(upserts, meta.primary_id),
@@ -102,7 +113,7 @@ class ChangeReader:
                     last = max(last, int(r[ROW_VERSION]))
             yielded = True
             yield ChangePage(
-                upserts=tuple(record_from_wire(r, meta, fields) for r in rows),
+                upserts=await decode_rows(rows, meta, fields),
                 token=ChangeToken(TokenKind.ROW_VERSION, str(last)),
                 etags=etags_of(rows, meta.primary_id),
             )

@@ -14,6 +14,7 @@ responses; every other outcome is a :mod:`crmsync_desktop.errors` exception, tra
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import logging
@@ -38,6 +39,7 @@ from crmsync_desktop.sync.connectors.types import ThrottleState
 
 log = logging.getLogger(__name__)
 
+JSON_IN_THREAD_AT = 256 * 1024  # bytes: bigger bodies are parsed in a worker thread (the event loop stays free)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Failures where the request provably never reached the server: safe to retry for any method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -197,7 +199,10 @@ class HttpTransport:
             raise err
 
     async def get_json(self, url: str | httpx.URL, **kw: Any) -> Any:
-        return json_of(await self.request("GET", url, **kw))
+        response = await self.request("GET", url, **kw)
+        if len(response.content) >= JSON_IN_THREAD_AT:  # a big page: parse off the event loop
+            return await asyncio.to_thread(json_of, response)
+        return json_of(response)
 
     # -- internals ------------------------------------------------------------------------------
     async def _wait_gate(self) -> None:

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--server-user", default="")
     add.add_argument("--client-url", required=True, help="the Resco Cloud organization URL")
     add.add_argument("--client-user", required=True)
+    add.add_argument("--no-verify-tls", action="store_true",
+                     help="DANGEROUS, for test organizations only: accept any server certificate for this profile "
+                          "(a WARNING is logged on every connection). Default: certificates are verified; "
+                          "use --ca-bundle for an organization with its own certificate authority")
     add.set_defaults(run=commands.profiles_add)
     secret = profiles_sub.add_parser("set-secret", help="store a secret in the OS keyring, read from stdin")
     secret.add_argument("name")

@@ -86,7 +86,7 @@ async def profiles_add(ctx: Context) -> Outcome:
     profile = replace(
         existing, server_kind=ServerKind(a.server_kind), server_url=a.server_url, server_auth_kind=AuthKind(a.auth),
         tenant_id=a.tenant, client_id=a.client_id, server_user=a.server_user, client_url=a.client_url,
-        client_user=a.client_user,
+        client_user=a.client_user, verify_tls=not a.no_verify_tls,
     )
     await ctx.engine.save_connection(profile, {})
     return Outcome({"profile": a.name}, f"Saved profile '{a.name}'. Store its secrets with "

@@ -5,7 +5,8 @@ filter (checked locally when the filter allows it, otherwise re-checked on the s
 request per page), skip records whose content hash equals what was last written, upsert the rest
 in bulk, remember what was written (record state), and only then move the change cursor. A crash
 at any point re-reads at most the pages since the last cursor and writes nothing twice: records
-already written have the same hash and are skipped.
+already written (recorded after each slice of ``WRITE_SLICE`` records) have the same hash and are
+skipped; only the slice in flight at the crash is written again.
 
 A record that fails to write never falls behind the cursor: its id goes to the durable retry set
 and is fetched again by id at the end of this sync and of every later one. A lookup to a record
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
+WRITE_SLICE = 1000  # records written to the client, then recorded, at a time (what a crash may rewrite)
 # CPU work over a batch at least this big (projection, hashing, lookup checks) runs in a worker
 # thread, so the event loop (the console's, under qasync) is never blocked for a whole page.
 OFFLOAD_AT = 200
@@ -298,6 +300,16 @@ class EntityDownloader:
             self._example(entity, "create", created)
             self._example(entity, "update", updated)
             return
+        # Written and recorded slice by slice: a crash mid-page rewrites at most the slice in flight
+        # (records of earlier slices have their state and hash, so the re-read page skips them).
+        for start in range(0, len(changed), WRITE_SLICE):
+            await self._write_slice(plan, changed[start : start + WRITE_SLICE], etags, held, hashes, deferred)
+
+    async def _write_slice(
+        self, plan: EntityPlan, changed: list[Record], etags: Mapping[str, str], held: Mapping[str, RecordState],
+        hashes: Mapping[str, str], deferred: set[str],
+    ) -> None:
+        entity = plan.entity
         outgoing = await _cpu(len(changed), lambda: [plan.fields.to_client(r) for r in changed])
         results = await self._client.upsert_many(entity, outgoing)
         now = datetime.now(UTC)
@@ -323,7 +335,8 @@ class EntityDownloader:
                 failures[rid] = result.error or "rejected by the client organization"
                 self._rec.count(entity, "failed")
         await repos.upsert_record_states(self._db, self._profile, entity, states)
-        retry = {rid: DEFERRED_LOOKUP for rid in deferred if rid in succeeded}
+        written = set(succeeded)
+        retry = {rid: DEFERRED_LOOKUP for rid in deferred if rid in written}
         retry.update(failures)
         if retry:
             await repos.add_download_retries(self._db, self._profile, entity, retry)

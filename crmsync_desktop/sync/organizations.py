@@ -8,6 +8,7 @@ receives two ``Connector`` values and never learns which is which product.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from crmsync_desktop.sync.connectors.resco.client import RescoConnector, RescoSe
 from crmsync_desktop.sync.engine import OrganizationPair
 
 PUBLIC_AUTH = (AuthKind.DEVICE_CODE, AuthKind.INTERACTIVE)
+log = logging.getLogger(__name__)
 
 
 def parse_resco_url(url: str) -> tuple[str, str]:
@@ -81,14 +83,16 @@ class ProfileConnectorFactory:
         self._token_cache_path = token_cache_path
         self._ca_bundle = ca_bundle
         self._on_device_code = on_device_code
-        self._providers: dict[tuple[str, str], MsalTokenProvider] = {}
+        self._providers: dict[tuple[str, str, bool], MsalTokenProvider] = {}
 
     async def open(self, profile: ConnectionProfile) -> OrganizationPair:
-        client = await self._resco(profile.client_url, profile.client_user, profile.name, SecretKind.CLIENT_PASSWORD)
+        client = await self._resco(profile.client_url, profile.client_user, profile.name, SecretKind.CLIENT_PASSWORD,
+                                   profile.verify_tls)
         try:
             if profile.server_kind is ServerKind.RESCO:
                 server = await self._resco(
-                    profile.server_url, profile.server_user, profile.name, SecretKind.SERVER_PASSWORD
+                    profile.server_url, profile.server_user, profile.name, SecretKind.SERVER_PASSWORD,
+                    profile.verify_tls,
                 )
             else:
                 server = await self._dataverse(profile)
@@ -97,36 +101,58 @@ class ProfileConnectorFactory:
             raise
         return OrganizationPair(server=server, client=client)
 
-    def _verify(self) -> bool | ssl.SSLContext:
+    def close(self) -> None:
+        """Close the MSAL providers' HTTP clients (the composition root calls this at shutdown)."""
+        for provider in self._providers.values():
+            provider.close()
+        self._providers.clear()
+
+    def _verify(self, verify_tls: bool = True) -> bool | ssl.SSLContext:
+        if not verify_tls:
+            return False
         return ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
 
-    async def _resco(self, url: str, user: str, profile: str, kind: SecretKind) -> Connector:
+    @staticmethod
+    def _warn_unverified(profile: str, url: str) -> None:
+        log.warning(
+            "TLS certificate verification is OFF for %s (connection profile '%s' has verify_tls = false): "
+            "the connection is encrypted but the server is not authenticated. Turn verification back on "
+            "unless this is a test organization.", url, profile,
+        )
+
+    async def _resco(self, url: str, user: str, profile: str, kind: SecretKind, verify_tls: bool = True) -> Connector:
         if not url or not user:
             raise ConfigError(f"Profile '{profile}' has no Resco Cloud URL or user. Open Connection and enter them.")
         base, org = parse_resco_url(url)
         password = await self._credentials.aget_secret(profile, kind)
-        return RescoConnector(RescoSettings(base_url=base, organization=org, user=user, ca_bundle=self._ca_bundle),
-                              password)
+        if not verify_tls:
+            self._warn_unverified(profile, base)
+        return RescoConnector(RescoSettings(base_url=base, organization=org, user=user, ca_bundle=self._ca_bundle,
+                                            verify_tls=verify_tls), password)
 
     async def _dataverse(self, profile: ConnectionProfile) -> Connector:
         org_url = normalize_org_url(profile.server_url)
         provider = await self.token_provider(profile)
-        return DataverseConnector(DataverseSettings(org_url=org_url, ca_bundle=self._ca_bundle), provider)
+        if not profile.verify_tls:
+            self._warn_unverified(profile.name, org_url)
+        return DataverseConnector(DataverseSettings(org_url=org_url, ca_bundle=self._ca_bundle,
+                                                    verify_tls=profile.verify_tls), provider)
 
     async def token_provider(self, profile: ConnectionProfile) -> MsalTokenProvider:
         """The profile's MSAL provider (kept for the app's lifetime so its memory cache is reused)."""
-        key = (profile.name, profile.server_url)
+        key = (profile.name, profile.server_url, profile.verify_tls)
         if key in self._providers:
             return self._providers[key]
+        verify = self._verify(profile.verify_tls)
         if profile.tenant_id:
             authority = f"https://login.microsoftonline.com/{profile.tenant_id}"
         else:
-            authority = await discover_authority(profile.server_url, verify=self._verify())
+            authority = await discover_authority(profile.server_url, verify=verify)
         login = await self._login(profile)
         cache = None
         if profile.server_auth_kind in PUBLIC_AUTH and self._token_cache_path is not None:
             cache = open_token_cache(self._token_cache_path)
-        provider = MsalTokenProvider(login, authority, token_cache=cache, verify=self._verify())
+        provider = MsalTokenProvider(login, authority, token_cache=cache, verify=verify)
         self._providers[key] = provider
         return provider
 

@@ -276,7 +276,7 @@ class Rig:
         finally:
             await engine.aclose()
             await session.orgs.aclose()
-            for provider in factory._providers.values():  # noqa: SLF001 - close MSAL's HTTP client
+            for provider in factory._providers.values():
                 provider.close()
 
 

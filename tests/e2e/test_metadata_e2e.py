@@ -9,8 +9,7 @@ from typing import Any
 from crmsync_desktop.domain import RunStatus
 from crmsync_desktop.sync import metadata_sync
 from crmsync_desktop.sync.connectors.types import FieldType
-
-from tests.e2e.harness import PROFILE, Session, diff_summary, server_relabel_attribute, server_remove_attribute
+from tests.e2e.harness import PROFILE, diff_summary, server_relabel_attribute, server_remove_attribute
 
 ENTITIES = ["account", "contact", "lead", "opportunity", "competitor"]
 
@@ -83,5 +82,3 @@ def _not_replicated(report: Any, entity: str) -> set[str]:
     """Columns the plan reported as not replicated (lookups to tables that are not synchronized)."""
     return {i.field for i in report.issues if i.entity == entity and i.field}
 
-
-_ = Session

@@ -22,7 +22,7 @@ async def _ready(s: Session) -> None:
     """Connected, account + contact enabled, Sync All done, capture primed (as the running app would be)."""
     result, report = await s.connect(ENTITIES)
     assert result.status is RunStatus.SUCCEEDED, report.problems()
-    await s.enable(*ENTITIES)
+    await s.enable(*ENTITIES, sync_deletion=True)  # server-side cascades reach the client
     result = await s.engine.sync(PROFILE, full=True)
     assert result.status is RunStatus.SUCCEEDED, result
     uploads = s.engine.uploads(PROFILE)
@@ -223,6 +223,8 @@ def test_crash_between_delivery_and_bookkeeping_delivers_no_duplicates(
                     [f"Crash {i}" for i in range(5)] + [f"Edited {i}" for i in range(5)])
                 assert all(t.last_error is None or "conflict" not in t.last_error
                            for t in await _items(s, TransactionStatus.PROCESSED))
+                result = await s.engine.sync(PROFILE)  # the created records' server owner comes back
+                assert result.status is RunStatus.SUCCEEDED, result
                 report = await s.verify()
                 assert report.in_sync, diff_summary(report)
 

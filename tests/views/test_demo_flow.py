@@ -48,8 +48,11 @@ def test_demo_connect_sync_and_client_edit_becomes_processed(qtbot, qloop, qapp,
         w.open_connection_dialog()
         dialog = w.connection_dialog
         assert dialog is not None
-        dialog.connect_organizations()
-        await _until(lambda: "Connected" in engine_state(w))
+        await _until(lambda: dialog.name_edit.text() == "Demo" and bool(dialog.stored))  # loaded, secrets known
+        connecting = dialog.connect_organizations()
+        assert connecting is not None
+        await connecting
+        assert (await engine.get_profile("Demo")).state.value == "connected"
         dialog.close()
 
         await _until(lambda: w.entities.model.rowCount() > 0)
@@ -59,9 +62,10 @@ def test_demo_connect_sync_and_client_edit_becomes_processed(qtbot, qloop, qapp,
         assert saved is not None
         await saved
 
-        w.sync_all_action.trigger()
-        await _until(lambda: not w.sync_all_action.isEnabled())
-        await _until(lambda: w.sync_all_action.isEnabled())
+        await _until(w.sync_all_action.isEnabled)  # the window learnt that 'Demo' is connected
+        syncing = w.sync_all()
+        assert syncing is not None
+        await syncing
         result = await engine.verify("Demo")
         in_sync = result[1] is not None and result[1].in_sync
 
@@ -78,12 +82,18 @@ def test_demo_connect_sync_and_client_edit_becomes_processed(qtbot, qloop, qapp,
                     return
                 await asyncio.sleep(0.2)
 
-        await asyncio.wait_for(poll(), timeout=60)
+        try:
+            await asyncio.wait_for(poll(), timeout=30)
+        except TimeoutError:
+            for run in await engine.list_runs("Demo", limit=8):
+                print("RUN", run.id, run.trigger, run.status, run.counts, run.error)
+                for line in await engine.run_log(run.id):
+                    print("   ", line.level, line.entity, line.message)
+            raise
+        page = await queue.list(TransactionStatus.PROCESSED)
+        print("TX", [(t.entity, t.operation, t.record_id, dict(t.payload)) for t in page.items])
         w.request_quit()
         return {"in_sync": in_sync, "processed": processed.get(TransactionStatus.PROCESSED)}
-
-    def engine_state(w: MainWindow) -> str:
-        return " ".join(label.text() for label in w.statusBar().findChildren(type(w.status_label)))
 
     async def scenario() -> tuple[int, dict[str, object]]:
         driver = asyncio.ensure_future(user())
@@ -91,7 +101,7 @@ def test_demo_connect_sync_and_client_edit_becomes_processed(qtbot, qloop, qapp,
         return code, await driver
 
     try:
-        code, seen = qloop.run_until_complete(asyncio.wait_for(scenario(), timeout=240))
+        code, seen = qloop.run_until_complete(asyncio.wait_for(scenario(), timeout=120))
     finally:
         logging_setup.close()
         instance.close()

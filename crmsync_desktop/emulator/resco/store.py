@@ -279,7 +279,7 @@ class RescoOrg:
                     raise SchemaError(f"The {fixed} of field '{current.name}' cannot be changed.")
             if current.system:
                 raise SchemaError(f"System field '{current.name}' cannot be changed.")
-            updated = FieldDef(**{**asdict(current)})
+            updated = FieldDef(**asdict(current))
             if "required" in changes:
                 updated.required = bool(changes["required"])
             if "display_name" in changes:

@@ -112,31 +112,31 @@ async def reset_entity_state(db: Database, profile: str, entity: str) -> None:
 async def upsert_record_states(db: Database, profile: str, entity: str, states: Iterable[RecordState]) -> int:
     """Insert or update the state of many records of ``entity`` in one transaction; returns how many."""
     items = list(states)
+    return await db.run(lambda session: write_record_states(session, profile_id(session, profile), entity, items))
 
-    def work(session: Session) -> int:
-        pid = profile_id(session, profile)
-        stmt = insert(_R)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[_R.c.profile_id, _R.c.entity, _R.c.record_id],
-            set_={name: stmt.excluded[name] for name in _RECORD_COLUMNS},
-        )
-        for batch in chunked(items, WRITE_CHUNK):
-            rows = [
-                {
-                    "profile_id": pid,
-                    "entity": entity,
-                    "record_id": item.record_id,
-                    "server_row_version": item.server_row_version,
-                    "client_row_version": item.client_row_version,
-                    "content_hash": item.content_hash,
-                    "last_synced_at": item.last_synced_at,
-                }
-                for item in batch
-            ]
-            session.execute(stmt, rows)
-        return len(items)
 
-    return await db.run(work)
+def write_record_states(session: Session, pid: int, entity: str, items: list[RecordState]) -> int:
+    """The upsert itself, for repository functions that write record states with other rows atomically."""
+    stmt = insert(_R)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_R.c.profile_id, _R.c.entity, _R.c.record_id],
+        set_={name: stmt.excluded[name] for name in _RECORD_COLUMNS},
+    )
+    for batch in chunked(items, WRITE_CHUNK):
+        rows = [
+            {
+                "profile_id": pid,
+                "entity": entity,
+                "record_id": item.record_id,
+                "server_row_version": item.server_row_version,
+                "client_row_version": item.client_row_version,
+                "content_hash": item.content_hash,
+                "last_synced_at": item.last_synced_at,
+            }
+            for item in batch
+        ]
+        session.execute(stmt, rows)
+    return len(items)
 
 
 async def get_record_states(

@@ -33,6 +33,7 @@ from crmsync_desktop.store.models import (
     UploadBaselineModel,
 )
 from crmsync_desktop.store.repos._common import IN_CHUNK, WRITE_CHUNK, chunked, profile_id
+from crmsync_desktop.store.repos.sync_state import write_record_states
 from crmsync_desktop.store.repos.transactions import _insert, _to_transaction
 from crmsync_desktop.store.values import (
     NewTransaction,
@@ -51,6 +52,7 @@ __all__ = [
     "list_upload_baseline_ids",
     "next_delivery_batch",
     "prune_processed_transactions",
+    "record_client_writes",
     "retry_transactions",
     "set_transactions_status",
     "supersede_transactions",
@@ -126,6 +128,27 @@ def _upsert_baselines(session: Session, pid: int, entity: str, items: Sequence[U
 def _forget_baselines(session: Session, pid: int, entity: str, ids: Sequence[str]) -> None:
     for batch in chunked(ids, IN_CHUNK):
         session.execute(delete(_B).where(_B.c.profile_id == pid, _B.c.entity == entity, _B.c.record_id.in_(batch)))
+
+
+async def record_client_writes(
+    db: Database,
+    profile: str,
+    entity: str,
+    states: Sequence[RecordState],
+    baselines: Sequence[UploadBaseline],
+) -> None:
+    """What the engine just wrote to the client, in one transaction: record states and upload baselines.
+
+    The baseline lets change capture tell the engine's own write from a user's edit field by
+    field, so an edit made right after a download sends only the fields the user changed.
+    """
+
+    def work(session: Session) -> None:
+        pid = profile_id(session, profile)
+        write_record_states(session, pid, entity, list(states))
+        _upsert_baselines(session, pid, entity, baselines)
+
+    await db.run(work)
 
 
 async def forget_upload_baselines(db: Database, profile: str, entity: str, record_ids: Iterable[str]) -> None:

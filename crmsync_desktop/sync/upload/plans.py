@@ -279,17 +279,24 @@ def _digest(value: object) -> str:
     return content_hash({"v": value}, ("v",))[:12]
 
 
+def record_digests(record: Mapping[str, object], fields: FieldPlan) -> dict[str, str]:
+    """Per-field short digests of a record (absent and null alike are left out).
+
+    The download stores them for what it writes to the client, so capture can tell which fields
+    a user changed afterwards.
+    """
+    return {name: _digest(record[name]) for name in fields.data_fields if record.get(name) is not None}
+
+
 def field_digests(record: Mapping[str, object], plan: UploadPlan) -> dict[str, str]:
     """Per-field short digests (absent and null alike are left out); intersect rows keep their ids."""
+    if plan.intersect is None:
+        return record_digests(record, plan.fields)
     out: dict[str, str] = {}
     for name in plan.fields.data_fields:
         value = record.get(name)
-        if value is None:
-            continue
-        if plan.intersect is not None:
+        if value is not None:
             out[name] = str(value.id if isinstance(value, LookupValue) else value).lower()
-        else:
-            out[name] = _digest(value)
     return out
 
 

@@ -10,7 +10,6 @@ Tracking screen asks for explicitly.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -26,7 +25,7 @@ from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService, 
 from crmsync_desktop.sync.connectors.dataverse.read import MAX_PAGE_SIZE, Reader
 from crmsync_desktop.sync.connectors.dataverse.write import Writer
 from crmsync_desktop.sync.connectors.http.retry import AimdGovernor, Clock, RetryPolicy
-from crmsync_desktop.sync.connectors.http.transport import HttpTransport
+from crmsync_desktop.sync.connectors.http.transport import HttpTransport, tls_verify
 from crmsync_desktop.sync.connectors.types import (
     Capabilities,
     ChangePage,
@@ -68,6 +67,7 @@ class DataverseSettings:
     initial_concurrency: int = 4
     max_concurrency: int = 52  # the documented concurrent-request limit per user and server
     ca_bundle: str | None = None  # PEM file of a custom CA (the emulator's)
+    verify_tls: bool = True  # False only when the connection profile says so (never by default)
 
 
 class DataverseConnector:
@@ -84,7 +84,7 @@ class DataverseConnector:
     ) -> None:
         self.settings = settings
         self.org_url = normalize_org_url(settings.org_url)
-        verify: Any = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True
+        verify: Any = tls_verify(settings.ca_bundle, settings.verify_tls)
         self.http = HttpTransport(
             f"{self.org_url}{API_PATH}",
             auth=BearerAuth(tokens, scope_for(self.org_url)),

@@ -18,6 +18,7 @@ import asyncio
 import http.cookiejar
 import json
 import logging
+import ssl
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
@@ -230,6 +231,14 @@ class HttpTransport:
         if left_ms is not None:
             self._remaining_ms = left_ms
         log.debug("%s %s -> %d", response.request.method, describe_url(response.request.url), response.status_code)
+
+
+def tls_verify(ca_bundle: str | None, verify_tls: bool = True) -> Any:
+    """httpx's ``verify``: the system trust store, plus ``ca_bundle``'s CA when given; ``False`` only when
+    ``verify_tls`` is explicitly off (a connection profile's setting; the caller logs a warning)."""
+    if not verify_tls:
+        return False
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
 
 
 def json_of(response: httpx.Response) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import httpx
 from crmsync_desktop import errors
 from crmsync_desktop.sync.connectors.fetchxml import page_of, prepare_fetch
 from crmsync_desktop.sync.connectors.http.retry import AimdGovernor, Clock, RetryPolicy
-from crmsync_desktop.sync.connectors.http.transport import HttpTransport
+from crmsync_desktop.sync.connectors.http.transport import HttpTransport, tls_verify
 from crmsync_desktop.sync.connectors.odata import odata_pages, rows_of
 from crmsync_desktop.sync.connectors.resco import wire
 from crmsync_desktop.sync.connectors.resco.metadata import RescoMetadata
@@ -75,6 +74,7 @@ class RescoSettings:
     initial_concurrency: int = 4
     max_concurrency: int = 16
     ca_bundle: str | None = None
+    verify_tls: bool = True  # False only when the connection profile says so (never by default)
 
     def roots(self) -> tuple[str, str, str]:
         base = self.base_url.rstrip("/")
@@ -124,7 +124,7 @@ class RescoConnector:
     ) -> None:
         self.settings = settings
         self.odata_root, self.rest_root, metadata_root = settings.roots()
-        verify: Any = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True
+        verify: Any = tls_verify(settings.ca_bundle, settings.verify_tls)
         self.http = HttpTransport(
             self.odata_root,
             auth=BasicAuth(settings.user, password),

@@ -267,6 +267,7 @@ async def amain(
         bridge.detach()
         await scheduler.aclose()
         await engine.aclose()
+        factory.close()
         await asyncio.to_thread(db.close)
         if demo is not None:
             await asyncio.to_thread(demo.stop)

@@ -177,6 +177,8 @@ async def _run(args: argparse.Namespace) -> commands.Outcome:
         return await args.run(ctx)
     finally:
         progress.clear()
+        await engine.aclose()
+        factory.close()
         await asyncio.to_thread(db.close)
 
 

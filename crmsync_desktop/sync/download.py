@@ -28,7 +28,7 @@ from crmsync_desktop.domain import DeletionStrategy
 from crmsync_desktop.errors import FullResyncRequired
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
-from crmsync_desktop.store.values import RecordState, SyncState
+from crmsync_desktop.store.values import RecordState, SyncState, UploadBaseline
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, LookupValue, Record, TokenKind
 from crmsync_desktop.sync.filters import (
@@ -41,7 +41,7 @@ from crmsync_desktop.sync.filters import (
     evaluate,
     render_filter,
 )
-from crmsync_desktop.sync.records import FieldPlan, content_hash, evaluable, project
+from crmsync_desktop.sync.records import FieldPlan, content_hash, evaluable, project, record_digests
 from crmsync_desktop.sync.run_recorder import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -313,7 +313,10 @@ class EntityDownloader:
         outgoing = await _cpu(len(changed), lambda: [plan.fields.to_client(r) for r in changed])
         results = await self._client.upsert_many(entity, outgoing)
         now = datetime.now(UTC)
+        pid = plan.fields.primary_id
+        written_records = {str(r[pid]).lower(): r for r in changed}
         states: list[RecordState] = []
+        baselines: list[UploadBaseline] = []
         failures: dict[str, str] = {}
         succeeded: list[str] = []
         for result in results:
@@ -328,13 +331,15 @@ class EntityDownloader:
                         content_hash=hashes.get(rid),
                     )
                 )
+                if rid in written_records:  # what capture compares a later client edit with, field by field
+                    baselines.append(UploadBaseline(rid, hashes[rid], record_digests(written_records[rid], plan.fields)))
                 self._rec.count(entity, "updated" if rid in held else "created")
                 if rid not in held:
                     self.arrived.setdefault(entity, set()).add(rid)
             else:
                 failures[rid] = result.error or "rejected by the client organization"
                 self._rec.count(entity, "failed")
-        await repos.upsert_record_states(self._db, self._profile, entity, states)
+        await repos.record_client_writes(self._db, self._profile, entity, states, baselines)
         written = set(succeeded)
         retry = {rid: DEFERRED_LOOKUP for rid in deferred if rid in written}
         retry.update(failures)

@@ -85,6 +85,12 @@ class ProfileConnectorFactory:
         self._on_device_code = on_device_code
         self._providers: dict[tuple[str, str, bool], MsalTokenProvider] = {}
 
+    def close(self) -> None:
+        """Release the sign-in providers' HTTP connections (the composition root calls this at exit)."""
+        for provider in self._providers.values():
+            provider.close()
+        self._providers.clear()
+
     async def open(self, profile: ConnectionProfile) -> OrganizationPair:
         client = await self._resco(profile.client_url, profile.client_user, profile.name, SecretKind.CLIENT_PASSWORD,
                                    profile.verify_tls)

@@ -168,3 +168,17 @@ def content_hash(record: Mapping[str, object], fields: Iterable[str]) -> str:
 def evaluable(record: Mapping[str, object]) -> dict[str, object]:
     """The record as the local filter evaluator reads it: a lookup compares by its record id."""
     return {k: (v.id if isinstance(v, LookupValue) else v) for k, v in record.items()}
+
+
+def value_digest(value: object) -> str:
+    """A short digest of one field value (same canonical spelling as ``content_hash``)."""
+    return content_hash({"v": value}, ("v",))[:12]
+
+
+def record_digests(record: Mapping[str, object], fields: FieldPlan) -> dict[str, str]:
+    """Per-field short digests of a record (absent and null alike are left out).
+
+    The download stores them for what it writes to the client, so change capture can tell which
+    fields a user changed afterwards (and send only those).
+    """
+    return {name: value_digest(record[name]) for name in fields.data_fields if record.get(name) is not None}

@@ -29,7 +29,7 @@ from crmsync_desktop.sync.connectors.types import (
     RelationshipMeta,
 )
 from crmsync_desktop.sync.filters import NO_FILTER, FetchFilter, can_evaluate_locally, parse_filter
-from crmsync_desktop.sync.records import FieldPlan, content_hash, plan_fields
+from crmsync_desktop.sync.records import FieldPlan, content_hash, plan_fields, record_digests
 
 __all__ = [
     "CLIENT_TOKEN_PREFIX",
@@ -273,19 +273,6 @@ def encode_record(record: Mapping[str, FieldValue]) -> dict[str, Any]:
 
 def decode_record(data: Mapping[str, Any]) -> Record:
     return {k: decode_value(v) for k, v in data.items()}
-
-
-def _digest(value: object) -> str:
-    return content_hash({"v": value}, ("v",))[:12]
-
-
-def record_digests(record: Mapping[str, object], fields: FieldPlan) -> dict[str, str]:
-    """Per-field short digests of a record (absent and null alike are left out).
-
-    The download stores them for what it writes to the client, so capture can tell which fields
-    a user changed afterwards.
-    """
-    return {name: _digest(record[name]) for name in fields.data_fields if record.get(name) is not None}
 
 
 def field_digests(record: Mapping[str, object], plan: UploadPlan) -> dict[str, str]:

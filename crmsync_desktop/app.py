@@ -242,12 +242,7 @@ async def amain(
     try:
         if args.self_test:
             await asyncio.sleep(0.5)
-            shot = window.grab()
-            print(
-                f"self-test ok: version {__version__}, platform {app.platformName()}, "
-                f"window {shot.width()}x{shot.height()}, profiles {window.profiles_model.rowCount()}, "
-                f"keyring {keyring_status(credentials)}"
-            )
+            return _self_test_report(window, app.platformName(), credentials, paths)
         else:
             await quit_event.wait()
     finally:
@@ -275,9 +270,35 @@ async def amain(
     return 0
 
 
+def _self_test_report(window: MainWindow, platform: str, credentials: CredentialStore, paths: AppPaths) -> int:
+    """What a packaged build must be able to do; prints one line per check and returns the exit code."""
+    from crmsync_desktop.store.migrate import current_revision, head_revision
+    from crmsync_desktop.ui.icons import tray_icon_path
+    from crmsync_desktop.ui.tray_state import TrayIconName
+
+    shot = window.grab()
+    missing_icons = [n.value for n in TrayIconName if not tray_icon_path(n).is_file()]
+    revision = current_revision(paths.database)
+    checks = {
+        "main window renders": not shot.isNull() and shot.width() > 0,
+        f"database migrated to {head_revision()}": revision == head_revision(),
+        "resources found": not missing_icons,
+        f"keyring backend loads ({keyring_status(credentials)})": True,
+    }
+    for name, ok in checks.items():
+        print(f"self-test {'ok ' if ok else 'FAILED'}: {name}")
+    print(f"self-test: version {__version__}, platform {platform}, window {shot.width()}x{shot.height()}, "
+          f"data {paths.data_dir}" + (f", missing icons {missing_icons}" if missing_icons else ""))
+    return 0 if all(checks.values()) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir
+    if args.self_test and data_dir is None:
+        import tempfile
+
+        data_dir = tempfile.mkdtemp(prefix="crmsync-selftest-")  # never the user's real profile
     if args.demo and data_dir is None:
         # The demo keeps its own folder so it never mixes with the user's real profiles.
         data_dir = str(Path(resolve_paths().data_dir) / "demo-home")

@@ -8,8 +8,9 @@ transaction" the same way, and no ORM row or HTTP response ever crosses a layer.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 
 class ServerKind(enum.StrEnum):
@@ -114,12 +115,43 @@ class EntityConfig:
     fields: tuple[str, ...] = ()  # empty: every field the client organization has
 
 
+_DAILY_AT_RE = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def parse_daily_at(text: str) -> str:
+    """A time of day as ``"HH:MM"`` (24-hour clock); ``"6:30"`` becomes ``"06:30"``.
+
+    Raises:
+        ValueError: ``text`` is not a time of day from 00:00 to 23:59.
+    """
+    match = _DAILY_AT_RE.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a time of day; use HH:MM on the 24-hour clock, like 06:30")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleConfig:
-    """The periodic sync job of a profile."""
+    """The periodic sync job of a profile: every ``interval_minutes``, or once a day at ``daily_at``.
+
+    ``daily_at`` is a wall-clock time ``"HH:MM"`` in the machine's local time zone; when it is set
+    the job runs daily and ``interval_minutes`` is only kept for switching back.
+    """
 
     enabled: bool = True
     interval_minutes: int = DEFAULT_SYNC_INTERVAL_MINUTES
+    daily_at: str | None = None
+
+    @property
+    def daily_time(self) -> time | None:
+        """``daily_at`` as a ``time`` (None: the interval schedule, or an unreadable time)."""
+        if self.daily_at is None:
+            return None
+        try:
+            hours, minutes = parse_daily_at(self.daily_at).split(":")
+        except ValueError:
+            return None
+        return time(int(hours), int(minutes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ Usage (a real X server so fonts and styles are the desktop ones; stack-recipes Â
 Without names every registered shot is rendered. Each shot is a coroutine function registered in
 ``SHOTS``; it builds its widgets over in-memory organizations and a temporary store, waits until
 the data is shown, and saves ``widget.grab()``. Add a screen by adding a function to ``SHOTS``.
+The ``demo-*.png`` files are not made here: they are grabs of the real app in ``--demo`` mode (see
+docs/user-guide.md, "Try it on the demo").
 """
 
 from __future__ import annotations
@@ -422,7 +424,7 @@ async def connection_dialog(folder: Path) -> None:
 
 @shot("fields_dialog")
 async def fields_dialog(folder: Path) -> None:
-    from crmsync_desktop.sync.metadata_sync import locked_fields
+    from crmsync_desktop.sync.metadata import locked_fields
     from crmsync_desktop.views.fields_dialog import FieldsDialog
 
     db, engine, _bus, _server, bridge, window = await _console(folder, synced=False)
@@ -520,6 +522,10 @@ async def verify_dry_run(folder: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):  # before Qt starts: --help works without a display
+        print(__doc__)
+        print("Shots:", ", ".join(SHOTS))
+        return 0
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     import qasync
     from PySide6.QtWidgets import QApplication

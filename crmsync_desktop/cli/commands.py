@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,17 @@ from crmsync_desktop.domain import (
     ConnectionProfile,
     DeletionStrategy,
     RunStatus,
+    ScheduleConfig,
     ServerKind,
     TransactionStatus,
+    parse_daily_at,
 )
 from crmsync_desktop.errors import ConfigError, ConfigFileError, ProfileNotFoundError
 from crmsync_desktop.store.db import Database
+from crmsync_desktop.sync.config_file import MAX_INTERVAL_MINUTES
 from crmsync_desktop.sync.engine import RunResult, SyncEngine
 from crmsync_desktop.sync.profiles import ProfileService
+from crmsync_desktop.sync.scheduler import ScheduleKind, describe_schedule, load_schedule, store_schedule
 
 EXIT_RUN_FAILED = 9
 EXIT_DIFFERENCES = 10
@@ -277,6 +282,57 @@ async def runs_show(ctx: Context) -> Outcome:
     text = "\n".join(f"{line.at:%H:%M:%S} {line.level:<7} {line.entity + ': ' if line.entity else ''}{line.message}"
                      for line in lines) or f"Run {ctx.args.run_id} has no log lines."
     return Outcome(data, text)
+
+
+# -- schedule ----------------------------------------------------------------------------------
+
+
+def _local(at: datetime) -> str:
+    return f"{at.astimezone():%Y-%m-%d %H:%M}"
+
+
+async def schedule(ctx: Context) -> Outcome:
+    """Show or change the periodic download: ``--every MINUTES``, ``--daily HH:MM`` or ``--off``."""
+    a = ctx.args
+    name = a.profile
+    config, _ = await load_schedule(ctx.db, name)
+    if a.every is not None:
+        if not 1 <= a.every <= MAX_INTERVAL_MINUTES:
+            raise ConfigError(f"--every {a.every}: use 1 to {MAX_INTERVAL_MINUTES} minutes (one week).")
+        new = ScheduleConfig(enabled=True, interval_minutes=a.every)
+    elif a.daily is not None:
+        try:
+            daily = parse_daily_at(a.daily)
+        except ValueError as exc:
+            raise ConfigError(f"--daily: {exc}.") from None
+        new = ScheduleConfig(enabled=True, interval_minutes=config.interval_minutes, daily_at=daily)
+    elif a.off:
+        new = replace(config, enabled=False)
+    else:
+        new = config
+    changed = new != config
+    if changed:
+        await store_schedule(ctx.db, name, new)
+    config, status = await load_schedule(ctx.db, name)
+    lines = [f"Schedule of '{name}': {describe_schedule(config)}."]
+    if status.kind is ScheduleKind.DISABLED and config.enabled:
+        lines.append(f"Not scheduled until the profile is connected ('crmsync connect {name}').")
+    elif status.kind is ScheduleKind.PAUSED:
+        lines.append("Paused: scheduled runs wait until the schedule is resumed in the console.")
+    elif status.kind is ScheduleKind.BACKING_OFF and status.next_run_at is not None:
+        lines.append(f"{status.consecutive_failures} failed run(s) in a row; next try at {_local(status.next_run_at)}.")
+    elif status.next_run_at is not None:
+        lines.append(f"Next run at {_local(status.next_run_at)}.")
+    if changed:
+        lines.append("Scheduled runs happen while the console or 'crmsync run' is running; "
+                     "a running one picks this change up within a minute.")
+    data = {
+        "profile": name, "changed": changed, "enabled": config.enabled,
+        "mode": "daily" if config.daily_at is not None else "interval",
+        "interval_minutes": config.interval_minutes, "daily_at": config.daily_at, "state": status.kind.value,
+        "next_run_at": status.next_run_at, "last_success_at": status.last_success_at,
+    }
+    return Outcome(data, "\n".join(lines))
 
 
 # -- offline transactions ----------------------------------------------------------------------

@@ -142,10 +142,13 @@ class ScheduleState:
     last_success_at: datetime | None = None
     consecutive_failures: int = 0
     paused_until: datetime | None = None
+    daily_at: str | None = None  # "HH:MM" local time: runs daily then, not every interval_minutes
 
     @property
     def config(self) -> ScheduleConfig:
-        return ScheduleConfig(enabled=self.enabled, interval_minutes=self.interval_minutes)
+        return ScheduleConfig(
+            enabled=self.enabled, interval_minutes=self.interval_minutes, daily_at=self.daily_at
+        )
 
 
 class RelationshipKind(enum.StrEnum):

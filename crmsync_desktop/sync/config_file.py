@@ -28,18 +28,28 @@ from crmsync_desktop.domain import (
     ProfileConfig,
     ScheduleConfig,
     ServerKind,
+    parse_daily_at,
 )
 from crmsync_desktop.errors import ConfigFileError, FilterError
 from crmsync_desktop.sync.filters import FilterMetadata, as_metadata, parse_filter, validate_filter
 
 FORMAT_MARKER = "crmsync-desktop/config"
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
+"""1: the first format. 2: ``schedule.daily_at`` (run once a day at a local time instead of every N
+minutes). Version 1 files stay importable: their schedule is the interval one."""
 MAX_CONFIG_FILE_BYTES = 10 * 1024 * 1024
 """Files larger than this (10 MiB) are refused before they are parsed."""
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 only added the optional ``schedule.daily_at``: a version-1 schedule is an interval one."""
+    return document
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 """``MIGRATIONS[n]`` turns a version-``n`` document into a version-``n + 1`` one (a pure dict → dict
 function). When ``CURRENT_VERSION`` is bumped, add the step from the previous version here: files of
 every version with an unbroken chain of steps up to ``CURRENT_VERSION`` stay importable."""
@@ -120,7 +130,11 @@ def config_to_document(cfg: ProfileConfig, *, exported_at: datetime | None = Non
             }
             for e in cfg.entities
         ],
-        "schedule": {"enabled": cfg.schedule.enabled, "interval_minutes": cfg.schedule.interval_minutes},
+        "schedule": {
+            "enabled": cfg.schedule.enabled,
+            "interval_minutes": cfg.schedule.interval_minutes,
+            "daily_at": cfg.schedule.daily_at,
+        },
     }
 
 
@@ -524,7 +538,7 @@ class _Reader:
         return tuple(value)
 
     def schedule(self, value: Any) -> ScheduleConfig:
-        obj = self._object(value, "schedule", ("enabled", "interval_minutes"))
+        obj = self._object(value, "schedule", ("enabled", "interval_minutes", "daily_at"))
         interval = obj.get("interval_minutes", ScheduleConfig().interval_minutes)
         if isinstance(interval, bool) or not isinstance(interval, int):
             raise _fail(
@@ -535,7 +549,23 @@ class _Reader:
                 "schedule.interval_minutes",
                 f"{interval} is out of range; use 1 to {MAX_INTERVAL_MINUTES} minutes (one week).",
             )
-        return ScheduleConfig(enabled=self._bool(obj, "enabled", "schedule", True), interval_minutes=interval)
+        daily_at = obj.get("daily_at")
+        if daily_at is not None:
+            if not isinstance(daily_at, str):
+                raise _fail(
+                    "schedule.daily_at", f"expected a time of day like \"06:30\" or null, got {_describe(daily_at)}."
+                )
+            try:
+                daily_at = parse_daily_at(daily_at)
+            except ValueError:
+                raise _fail(
+                    "schedule.daily_at",
+                    f"{daily_at!r} is not a time of day; use HH:MM on the 24-hour clock (local time), like "
+                    "06:30, or null to run every interval_minutes.",
+                ) from None
+        return ScheduleConfig(
+            enabled=self._bool(obj, "enabled", "schedule", True), interval_minutes=interval, daily_at=daily_at
+        )
 
 
 def parse_config(

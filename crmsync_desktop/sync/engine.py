@@ -39,7 +39,7 @@ from crmsync_desktop.store import repos
 from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.values import JobRun, RunLogLine
-from crmsync_desktop.sync import metadata_sync
+from crmsync_desktop.sync import metadata as metadata_sync
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import EntityMeta, Identity, RelationshipKind
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, sweep

@@ -2,7 +2,11 @@
 
 Due times come from the **wall clock**: the next run is ``last_success_at + interval`` (stored per
 profile in ``ScheduleState``), never "60 minutes after a timer started", because monotonic clocks
-and timers stop while the machine sleeps. The scheduler ticks every ``tick_seconds`` and
+and timers stop while the machine sleeps. A daily schedule (``daily_at = "HH:MM"``) is due at the
+first local occurrence of that time after ``last_success_at``: the time is local wall-clock time
+(the machine's zone, or ``SchedulePolicy.tz``), turned into UTC for that very day, so it stays at
+06:30 across DST changes; on a spring-forward day a time in the gap runs once, shifted by the gap
+(02:30 becomes 03:30), and on a fall-back day an ambiguous time runs once, at its first occurrence. The scheduler ticks every ``tick_seconds`` and
 re-evaluates every profile from the database, so a changed interval, a new profile or a resume
 from sleep is picked up on the next tick without any timer bookkeeping.
 
@@ -13,9 +17,10 @@ run starts; then one evaluation runs, and a network-up evaluation also retries p
 backing off.
 
 Missed slots follow :class:`CatchUp`: run once right away, or skip to the next slot on the
-interval grid. A failed scheduled run backs off: ``paused_until`` is set to the end of the run plus
-1, 2, 4 … minutes (``backoff_base`` doubled per consecutive failure, capped at the interval and at
-``backoff_cap``) and persisted, so a restart keeps backing off. A manual :meth:`Scheduler.sync_now`
+interval grid (or the next daily time). A failed scheduled run backs off: ``paused_until`` is set
+to the end of the run plus 1, 2, 4 … minutes (``backoff_base`` doubled per consecutive failure,
+capped at the period — the interval, or 24 h for a daily schedule — and at ``backoff_cap``) and
+persisted, so a restart keeps backing off. A manual :meth:`Scheduler.sync_now`
 bypasses back-off and pause. One run per profile at a time: a trigger while the profile runs is
 coalesced into that run, never queued behind it.
 
@@ -33,7 +38,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Protocol
 
 from crmsync_desktop.domain import ConnectionState, RunStatus, RunTrigger, ScheduleConfig
@@ -54,8 +59,13 @@ __all__ = [
     "StatusListener",
     "backoff_delay",
     "compute_status",
+    "describe_schedule",
     "is_user_paused",
+    "load_schedule",
+    "next_daily_due",
+    "next_daily_slot",
     "next_due",
+    "store_schedule",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,6 +111,7 @@ class SchedulePolicy:
     missed_after: timedelta = timedelta(minutes=5)  # a slot overdue by more than this was missed
     backoff_base: timedelta = timedelta(minutes=1)
     backoff_cap: timedelta = timedelta(hours=6)
+    tz: tzinfo | None = None  # zone of daily times; None: the machine's local zone, read at each use
 
 
 class RunOutcome(Protocol):
@@ -122,8 +133,66 @@ StatusListener = Callable[[ScheduleStatus], None]
 # -- pure rules -------------------------------------------------------------------------------
 
 
+DAY = timedelta(days=1)
+
+
 def _interval(state: ScheduleState) -> timedelta:
     return timedelta(minutes=max(1, state.interval_minutes))
+
+
+def _daily_time(state: ScheduleState) -> time | None:
+    """The daily time of ``state`` (None: the interval schedule; an unreadable time falls back to it)."""
+    return state.config.daily_time
+
+
+def _period(state: ScheduleState) -> timedelta:
+    """How far apart two scheduled runs are: the interval, or a day (the back-off cap)."""
+    return DAY if _daily_time(state) is not None else _interval(state)
+
+
+def describe_schedule(config: ScheduleConfig) -> str:
+    """``"every 60 min"`` or ``"daily at 06:30 (local time)"``, with ``"off: "`` when disabled."""
+    daily = config.daily_time
+    text = (
+        f"daily at {daily:%H:%M} (local time)"
+        if daily is not None
+        else f"every {max(1, config.interval_minutes)} min"
+    )
+    return text if config.enabled else f"off ({text} when switched on)"
+
+
+def _local_at(day: date, at: time, tz: tzinfo | None) -> datetime:
+    """``day`` at ``at`` local wall-clock time, as UTC.
+
+    A time that occurs twice (DST ends) gives its first occurrence; a time that does not occur (DST
+    starts) is shifted by the gap (02:30 becomes 03:30). Both folds are tried and checked against
+    the wall clock, because zoneinfo and the system's local time disagree about which fold is which
+    inside a gap.
+    """
+    naive = datetime.combine(day, at)
+
+    def to_utc(wall: datetime) -> datetime:
+        return (wall.replace(tzinfo=tz) if tz is not None else wall).astimezone(UTC)
+
+    def wall_of(instant: datetime) -> datetime:
+        return (instant.astimezone(tz) if tz is not None else instant.astimezone()).replace(tzinfo=None)
+
+    folds = (to_utc(naive), to_utc(naive.replace(fold=1)))
+    real = [instant for instant in folds if wall_of(instant) == naive]
+    return min(real) if real else max(folds)
+
+
+def next_daily_slot(after: datetime, at: time, tz: tzinfo | None = None, *, inclusive: bool = False) -> datetime:
+    """The first daily slot (``at`` local time, in UTC) later than ``after`` (or equal, if ``inclusive``).
+
+    ``tz`` None means the machine's local zone (``datetime.astimezone()``, DST included).
+    """
+    local_day = (after.astimezone(tz) if tz is not None else after.astimezone()).date()
+    for offset in range(-1, 3):
+        slot = _local_at(local_day + timedelta(days=offset), at, tz)
+        if slot > after or (inclusive and slot == after):
+            return slot
+    raise AssertionError("unreachable: a daily slot exists within two days")  # pragma: no cover
 
 
 def is_user_paused(state: ScheduleState) -> bool:
@@ -160,6 +229,45 @@ def next_due(
     return due + slots * interval
 
 
+def next_daily_due(
+    last_success_at: datetime | None,
+    at: time,
+    now: datetime,
+    catch_up: CatchUp = CatchUp.RUN_ONCE,
+    missed_after: timedelta = timedelta(minutes=5),
+    tz: tzinfo | None = None,
+) -> datetime:
+    """When a daily schedule is next due: the first ``at`` (local) after ``last_success_at``.
+
+    The same rules as :func:`next_due`: never synced, or a success "in the future": due now. A slot
+    overdue by more than ``missed_after`` was missed; ``RUN_ONCE`` keeps it (the profile runs right
+    away, once), ``SKIP`` moves to the first daily slot that is not missed.
+    """
+    if last_success_at is None or last_success_at > now:
+        return now
+    due = next_daily_slot(last_success_at, at, tz)
+    if catch_up is CatchUp.RUN_ONCE or now - due <= missed_after:
+        return due
+    return next_daily_slot(now - missed_after, at, tz, inclusive=True)
+
+
+def _due(state: ScheduleState, now: datetime, policy: SchedulePolicy) -> datetime:
+    daily = _daily_time(state)
+    if daily is not None:
+        return next_daily_due(state.last_success_at, daily, now, policy.catch_up, policy.missed_after, policy.tz)
+    return next_due(state.last_success_at, _interval(state), now, policy.catch_up, policy.missed_after)
+
+
+def _first_slot(state: ScheduleState, now: datetime, policy: SchedulePolicy) -> datetime:
+    """The first slot after the last success (now if never synced), whatever the catch-up policy."""
+    if state.last_success_at is None:
+        return now
+    daily = _daily_time(state)
+    if daily is not None:
+        return next_daily_slot(state.last_success_at, daily, policy.tz)
+    return state.last_success_at + _interval(state)
+
+
 def compute_status(
     profile: str,
     state: ScheduleState,
@@ -180,12 +288,11 @@ def compute_status(
         return status(ScheduleKind.DISABLED, None)
     if is_user_paused(state):
         return status(ScheduleKind.PAUSED, None)
-    interval = _interval(state)
-    due = next_due(state.last_success_at, interval, now, policy.catch_up, policy.missed_after)
+    due = _due(state, now, policy)
     paused_until = state.paused_until
     if state.consecutive_failures > 0:
         # a failed scheduled run is retried on the back-off timer, whatever the catch-up policy
-        grid = state.last_success_at + interval if state.last_success_at is not None else now
+        grid = _first_slot(state, now, policy)
         retry = max(grid, paused_until) if paused_until is not None else grid
         kind = (
             ScheduleKind.BACKING_OFF if paused_until is not None and paused_until > now else ScheduleKind.IDLE
@@ -194,6 +301,35 @@ def compute_status(
     if paused_until is not None and paused_until > now:  # a timed pause written by someone else
         return status(ScheduleKind.PAUSED, max(due, paused_until))
     return status(ScheduleKind.IDLE, due)
+
+
+async def load_schedule(
+    db: Database, profile: str, *, now: datetime | None = None, policy: SchedulePolicy | None = None
+) -> tuple[ScheduleConfig, ScheduleStatus]:
+    """The stored settings of ``profile``'s schedule and its status now, without a running scheduler.
+
+    Raises ``ProfileNotFoundError`` for an unknown profile. ``running`` is never reported: only a
+    ``Scheduler`` knows that.
+    """
+    connection = await repos.get_profile(db, profile)
+    state = await repos.get_schedule_state(db, profile)
+    status = compute_status(
+        profile,
+        state,
+        now or datetime.now(UTC),
+        policy or SchedulePolicy(),
+        connected=connection.state is ConnectionState.CONNECTED,
+    )
+    return state.config, status
+
+
+async def store_schedule(db: Database, profile: str, config: ScheduleConfig) -> None:
+    """Store the settings of ``profile``'s schedule without a running scheduler (the CLI).
+
+    Where the schedule stands (last success, back-off, pause) is kept. A running ``Scheduler``
+    re-reads the settings on its next tick; in the same process, prefer :meth:`Scheduler.configure`.
+    """
+    await repos.save_schedule_config(db, profile, config)  # ProfileNotFoundError for an unknown profile
 
 
 # -- the scheduler ----------------------------------------------------------------------------
@@ -334,7 +470,7 @@ class Scheduler:
         await self._track(self._evaluate())
 
     async def configure(self, profile: str, config: ScheduleConfig) -> None:
-        """Store the schedule settings of ``profile`` (enabled, interval) and re-evaluate."""
+        """Store the schedule settings of ``profile`` (enabled, interval or daily time) and re-evaluate."""
         async with self._writes:
             await repos.save_schedule_config(self._db, profile, config)
         await self.refresh()
@@ -469,7 +605,7 @@ class Scheduler:
             return  # a cancelled run, or a failed manual one, leaves the schedule as it was
         else:
             failures = state.consecutive_failures + 1
-            retry_at = self._clock.now() + backoff_delay(failures, _interval(state), self.policy)
+            retry_at = self._clock.now() + backoff_delay(failures, _period(state), self.policy)
             new = replace(state, consecutive_failures=failures, paused_until=keep_pause or retry_at)
             log.info("Scheduled sync of %s failed (%d in a row); next try at %s", profile, failures, retry_at)
         await repos.put_schedule_state(self._db, profile, new)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from crmsync_desktop import errors
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
-from crmsync_desktop.sync import metadata_sync
+from crmsync_desktop.sync import metadata as metadata_sync
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import Ownership, Record, RelationshipKind
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY

@@ -2,7 +2,8 @@
 
 Top: the Resco Cloud (client) organization: URL, user, password. Then the server type (Dynamics
 365 / Dataverse, or Resco Cloud, experimental) and the server login: URL and, for Dynamics, the
-sign-in method (client secret, device code, browser), tenant and application (client) id.
+sign-in method (client secret, device code, browser), tenant and application (client) id. A link
+under the sign-in method shows the app-registration steps for that method (``views/help_text.py``).
 
 Every URL is checked and normalised as it is typed, so a typo gets a precise inline message
 before any request. Secrets go straight to the OS keyring through ``SyncEngine.save_connection``;
@@ -52,6 +53,7 @@ from crmsync_desktop.ui.device_code import DeviceCodePromptLike, DeviceCodeRelay
 from crmsync_desktop.ui.ops import run_op, show_error
 from crmsync_desktop.ui.widgets.message import InlineMessage, MessageLevel
 from crmsync_desktop.ui.widgets.progress import describe_progress
+from crmsync_desktop.views.help_text import APP_REGISTRATION_ANCHOR, APP_REGISTRATION_LINK_TEXT, app_registration_help
 
 __all__ = ["DISCONNECT_TEXT", "ConnectionDialog"]
 
@@ -167,6 +169,13 @@ class ConnectionDialog(QDialog):
         self.client_id_error = _error_label()
         self.client_secret = self._secret_edit("clientSecret")
         self.client_secret_error = _error_label()
+        self.help_link = QLabel(f'<a href="#{APP_REGISTRATION_ANCHOR}">{APP_REGISTRATION_LINK_TEXT}</a>')
+        self.help_link.setObjectName("appRegistrationHelp")
+        self.help_link.setTextFormat(Qt.TextFormat.RichText)
+        self.help_link.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                               | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+        self.help_link.linkActivated.connect(lambda *_: self.show_app_registration_help())
+        self.help_box: QMessageBox | None = None
         self.server_user = QLineEdit(profile.server_user if profile else "")
         self.server_user.setObjectName("serverUser")
         self.server_user_error = _error_label()
@@ -177,6 +186,7 @@ class ConnectionDialog(QDialog):
         self.server_form.addRow("Url", self.server_url)
         self.server_form.addRow("", self.server_url_error)
         self.server_form.addRow("Sign-in method", self.sign_in)
+        self.server_form.addRow("", self.help_link)
         self.server_form.addRow("Tenant ID", self.tenant_id)
         self.server_form.addRow("Application (client) ID", self.client_id)
         self.server_form.addRow("", self.client_id_error)
@@ -349,8 +359,9 @@ class ConnectionDialog(QDialog):
                                  else "Resco Cloud Login — server organization (experimental)")
         self.server_url.setPlaceholderText("https://contoso.crm.dynamics.com" if dataverse
                                            else "https://contoso.rescocrm.com")
-        for widget in (self.sign_in, self.tenant_id, self.client_id):
+        for widget in (self.sign_in, self.help_link, self.tenant_id, self.client_id):
             self.server_form.setRowVisible(widget, dataverse)
+        self.help_link.setToolTip(app_registration_help(auth) if dataverse else "")
         self.server_form.setRowVisible(self.client_secret, dataverse and auth is AuthKind.CLIENT_SECRET)
         self.server_form.setRowVisible(self.server_user, not dataverse or auth is AuthKind.INTERACTIVE)
         self.server_form.setRowVisible(self.server_password, not dataverse)
@@ -363,6 +374,20 @@ class ConnectionDialog(QDialog):
                       self.server_password_error):
             self._set_error(error, None)
         self._update_placeholders()
+
+    def show_app_registration_help(self) -> QMessageBox:
+        """The app-registration steps for the chosen sign-in method, in a small box beside the dialog."""
+        if self.help_box is not None:
+            self.help_box.close()
+        box = QMessageBox(QMessageBox.Icon.Information, APP_REGISTRATION_LINK_TEXT, app_registration_help(self.auth_kind),
+                          QMessageBox.StandardButton.Close, self)
+        box.setObjectName("appRegistrationHelpBox")
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setModal(False)  # the form stays usable while the steps are read
+        box.show()
+        self.help_box = box
+        return box
 
     def _set_error(self, label: QLabel, text: str | None, form: QFormLayout | None = None) -> None:
         label.setText(text or "")

@@ -42,7 +42,7 @@ from crmsync_desktop.domain import EntityConfig
 from crmsync_desktop.errors import CrmSyncError, FilterError
 from crmsync_desktop.sync.engine import EntityStatus, SyncEngine
 from crmsync_desktop.sync.metadata.schema import Schema
-from crmsync_desktop.sync.metadata_sync import locked_fields
+from crmsync_desktop.sync.metadata import locked_fields
 from crmsync_desktop.ui.models.entities_model import (
     CHOICES_ROLE,
     SORT_ROLE,

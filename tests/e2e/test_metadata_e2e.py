@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crmsync_desktop.domain import RunStatus
-from crmsync_desktop.sync import metadata_sync
+from crmsync_desktop.sync import metadata as metadata_sync
 from crmsync_desktop.sync.connectors.types import FieldType
 from tests.e2e.harness import PROFILE, diff_summary, server_relabel_attribute, server_remove_attribute
 

@@ -43,6 +43,7 @@ def test_a_released_database_upgrades_and_keeps_its_data(golden: Path, tmp_path:
             config = await load_profile_config(db, PROFILE)
             assert [e.logical_name for e in config.entities] == ["account", "contact"]
             assert config.schedule.interval_minutes == 30
+            assert config.schedule.daily_at == ("06:30" if golden.stem >= "schema-0004" else None)
             counts = await count_transactions(db, PROFILE)
             assert (counts[TransactionStatus.PENDING], counts[TransactionStatus.ERROR]) == (2, 1)
             state = await get_sync_state(db, PROFILE, "account")

@@ -46,7 +46,7 @@ def in_other_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 @pytest.mark.usefixtures("in_other_dir")
 def test_a_new_database_is_created_at_head_without_a_backup(db_path: Path, backups_dir: Path) -> None:
     assert migrate.upgrade(db_path, backups_dir) is None
-    assert migrate.current_revision(db_path) == migrate.head_revision() == "0003"
+    assert migrate.current_revision(db_path) == migrate.head_revision() == "0004"
     assert not backups_dir.exists() or not any(backups_dir.iterdir())
 
 

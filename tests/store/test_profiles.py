@@ -234,3 +234,24 @@ async def test_schedule_state_defaults_put_and_config_only_save(db: Database, pr
     assert (await get_schedule_state(db, profile)).config == ScheduleConfig(
         enabled=False, interval_minutes=120
     )
+
+
+@pytest.mark.asyncio
+async def test_a_daily_schedule_round_trips_and_switching_modes_keeps_progress(
+    db: Database, profile: str
+) -> None:
+    success = datetime(2024, 5, 1, 6, 30, tzinfo=UTC)
+    state = ScheduleState(interval_minutes=45, last_success_at=success, consecutive_failures=1, daily_at="06:30")
+    await put_schedule_state(db, profile, state)
+    assert await get_schedule_state(db, profile) == state
+    assert (await load_profile_config(db, profile)).schedule == ScheduleConfig(interval_minutes=45, daily_at="06:30")
+
+    await save_schedule_config(db, profile, ScheduleConfig(interval_minutes=45))  # back to every 45 min
+    assert await get_schedule_state(db, profile) == dataclasses.replace(state, daily_at=None)
+    await save_schedule_config(db, profile, ScheduleConfig(enabled=False, interval_minutes=45, daily_at="23:59"))
+    assert await get_schedule_state(db, profile) == dataclasses.replace(state, enabled=False, daily_at="23:59")
+
+    imported = ProfileConfig(profile=sample_profile(), schedule=ScheduleConfig(interval_minutes=10, daily_at="07:00"))
+    await replace_profile_config(db, imported)
+    assert (await load_profile_config(db, profile)).schedule == imported.schedule
+    assert (await get_schedule_state(db, profile)).last_success_at == success

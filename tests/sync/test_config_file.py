@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ FULL = ProfileConfig(
         ),
         EntityConfig("resco_mobiletracking", deletion_strategy=DeletionStrategy.CHANGE_TRACKING),
     ),
-    schedule=ScheduleConfig(enabled=False, interval_minutes=15),
+    schedule=ScheduleConfig(enabled=False, interval_minutes=15, daily_at="06:30"),
 )
 
 
@@ -133,6 +134,8 @@ def test_round_trip_is_exact() -> None:
             (EntityConfig("account"),),
             ScheduleConfig(True, config_file.MAX_INTERVAL_MINUTES),
         ),
+        ProfileConfig(ConnectionProfile("Daily at midnight"), schedule=ScheduleConfig(daily_at="00:00")),
+        ProfileConfig(ConnectionProfile("Daily, off"), schedule=ScheduleConfig(False, 5, daily_at="23:59")),
         ProfileConfig(
             ConnectionProfile(
                 "Offset time",
@@ -195,6 +198,7 @@ def test_export_writes_exactly_the_documented_keys_and_no_secret() -> None:
         "conflict_policy",
         "fields",
         "interval_minutes",
+        "daily_at",
     }
     assert not {k for k in keys if re.search("secret|password|token|credential|key", k)}
 
@@ -218,6 +222,28 @@ def test_golden_file_matches_the_exporter() -> None:
     golden = (DATA / "good_full.json").read_bytes()
     assert export_config(FULL, exported_at=EXPORTED_AT) == golden
     assert parse_config(golden) == FULL
+
+
+def test_a_version_1_file_without_daily_at_still_imports() -> None:
+    """tests/data/config/good_full_v1.json is what the version-1 exporter wrote for FULL (no daily time)."""
+    old = (DATA / "good_full_v1.json").read_bytes()
+    assert json.loads(old)["version"] == 1 and "daily_at" not in json.loads(old)["schedule"]
+    interval_only = replace(FULL, schedule=replace(FULL.schedule, daily_at=None))
+    assert parse_config(old) == interval_only
+    again = json.loads(export_config(parse_config(old), exported_at=EXPORTED_AT))
+    assert (again["version"], again["schedule"]) == (2, {"enabled": False, "interval_minutes": 15, "daily_at": None})
+
+
+@pytest.mark.parametrize(
+    ("daily_at", "expected"),
+    [(None, None), ("06:30", "06:30"), ("6:05", "06:05"), (" 23:59 ", "23:59"), ("00:00", "00:00")],
+)
+def test_daily_at_is_optional_and_normalized(daily_at: str | None, expected: str | None) -> None:
+    doc = _doc()
+    doc["schedule"]["daily_at"] = daily_at
+    assert parse_config(_bytes(doc)).schedule.daily_at == expected
+    del doc["schedule"]["daily_at"]
+    assert parse_config(_bytes(doc)).schedule.daily_at is None
 
 
 def test_minimal_file_gets_every_default() -> None:
@@ -273,8 +299,8 @@ def test_known_entities_and_metadata_accept_a_matching_file() -> None:
         (
             "wrong_version.json",
             [
-                "version: this file has format version 2, written by a newer crmsync-desktop",
-                "this version reads format version 1",
+                "version: this file has format version 3, written by a newer crmsync-desktop",
+                "this version reads format version 1, 2",
                 "Update crmsync-desktop",
             ],
         ),
@@ -377,7 +403,7 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     (
         "version too old",
         _set("version", 0),
-        "version: format version 0 is not supported; supported versions: 1.",
+        "version: format version 0 is not supported; supported versions: 1, 2.",
     ),
     (
         "unknown top-level",
@@ -568,6 +594,19 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
         "expected a whole number of minutes, got true.",
     ),
     ("schedule unknown", _set("schedule.cron", "0 * * * *"), "schedule.cron: unknown field 'cron'."),
+    (
+        "daily_at out of range",
+        _set("schedule.daily_at", "24:00"),
+        "schedule.daily_at: '24:00' is not a time of day; use HH:MM on the 24-hour clock (local time), "
+        "like 06:30, or null to run every interval_minutes.",
+    ),
+    ("daily_at with seconds", _set("schedule.daily_at", "06:30:00"), "schedule.daily_at: '06:30:00' is not"),
+    ("daily_at empty", _set("schedule.daily_at", ""), "schedule.daily_at: '' is not a time of day"),
+    (
+        "daily_at number",
+        _set("schedule.daily_at", 630),
+        'schedule.daily_at: expected a time of day like "06:30" or null, got the number 630.',
+    ),
     ("secret top-level", _set("secrets", {"x": 1}), "secrets: this looks like a secret."),
     (
         "secret nested",
@@ -722,8 +761,8 @@ def test_metadata_checks_fields_and_filters(metadata: dict[str, Any], expected: 
 
 
 def test_version_policy_today() -> None:
-    assert CURRENT_VERSION == 1
-    assert supported_versions() == (1,)
+    assert CURRENT_VERSION == 2
+    assert supported_versions() == (1, 2)
     assert config_to_document(FULL, exported_at=EXPORTED_AT)["version"] == CURRENT_VERSION
     assert (
         config_to_document(FULL, exported_at=EXPORTED_AT)["format"]
@@ -738,11 +777,11 @@ def test_migration_hook_upgrades_older_documents(monkeypatch: pytest.MonkeyPatch
         return doc
 
     monkeypatch.setitem(config_file.MIGRATIONS, 0, from_v0)
-    assert supported_versions() == (0, 1)
+    assert supported_versions() == (0, 1, 2)
     old = {"format": FORMAT_MARKER, "version": 0, "profile_name": "Legacy"}
     assert parse_config(_bytes(old)) == ProfileConfig(ConnectionProfile("Legacy"))
     message = _error(_bytes({"format": FORMAT_MARKER, "version": -1}))
-    assert "version: format version -1 is not supported; supported versions: 0, 1." in message
+    assert "version: format version -1 is not supported; supported versions: 0, 1, 2." in message
     broken = {"format": FORMAT_MARKER, "version": 0}
     assert "version: the file could not be upgraded from format version 0: 'profile_name'." in _error(
         _bytes(broken)

@@ -490,7 +490,7 @@ async def test_plan_issues_and_ops_for_hand_built_schemas() -> None:
 # --- what the engine facade uses ------------------------------------------------------------------------
 
 async def test_facade_module_filter_metadata_and_report_lines() -> None:
-    from crmsync_desktop.sync import metadata_sync
+    from crmsync_desktop.sync import metadata as metadata_sync
     from crmsync_desktop.sync.filters import parse_filter, validate_filter
 
     assert metadata_sync.plan_connect is plan_connect and set(metadata_sync.__all__) >= {"read_schema", "sync_order"}

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
@@ -36,7 +39,10 @@ from crmsync_desktop.sync.scheduler import (
     ScheduleStatus,
     backoff_delay,
     compute_status,
+    describe_schedule,
     is_user_paused,
+    next_daily_due,
+    next_daily_slot,
     next_due,
 )
 
@@ -48,6 +54,22 @@ HOUR = timedelta(hours=1)
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
+
+
+try:
+    PRAGUE: ZoneInfo | None = ZoneInfo("Europe/Prague")  # CET/CEST: T0 is 11:00 local
+except ZoneInfoNotFoundError:  # pragma: no cover - Windows without the tzdata package
+    PRAGUE = None
+needs_zones = pytest.mark.skipif(PRAGUE is None, reason="no IANA time zone database")
+
+
+def local(text: str) -> datetime:
+    """A Prague wall-clock time (``"2024-05-06 06:30"``, first occurrence if ambiguous) as UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=PRAGUE).astimezone(UTC)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 # -- fakes --------------------------------------------------------------------------------------
@@ -194,6 +216,112 @@ def test_next_due(
     assert next_due(last_success, interval, now, catch_up, missed_after=5 * MIN) == expected
 
 
+HH_MM = clock_time(6, 30)
+
+
+@needs_zones
+@pytest.mark.parametrize(
+    ("last_success", "now", "daily", "catch_up", "expected"),
+    [
+        # never synced: due now, whatever the policy
+        (None, local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 05:00")),
+        (None, local("2024-05-06 05:00"), HH_MM, CatchUp.SKIP, local("2024-05-06 05:00")),
+        # before today's time: due today
+        (local("2024-05-05 06:30:20"), local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 06:30")),
+        (local("2024-05-05 06:30:20"), local("2024-05-06 05:00"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        # an earlier (manual) success today does not skip today's time
+        (local("2024-05-06 05:00"), local("2024-05-06 06:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 06:30")),
+        # after today's time (today's run done): due tomorrow
+        (local("2024-05-06 06:30:20"), local("2024-05-06 11:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-07 06:30")),
+        (local("2024-05-06 06:30:20"), local("2024-05-06 11:00"), HH_MM, CatchUp.SKIP, local("2024-05-07 06:30")),
+        # a success exactly at the time counts for that day
+        (local("2024-05-06 06:30"), local("2024-05-06 06:31"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-07 06:30")),
+        # exactly due, and a little late: due in both policies
+        (local("2024-05-05 06:30"), local("2024-05-06 06:30"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        (local("2024-05-05 06:30"), local("2024-05-06 06:35"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        # missed (slept through three mornings): run once keeps the first missed slot, skip waits
+        (local("2024-05-03 06:30"), local("2024-05-06 11:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-04 06:30")),
+        (local("2024-05-03 06:30"), local("2024-05-06 11:00"), HH_MM, CatchUp.SKIP, local("2024-05-07 06:30")),
+        (local("2024-05-06 06:30"), local("2024-05-07 06:36"), HH_MM, CatchUp.SKIP, local("2024-05-08 06:30")),
+        # skip lands on a slot that has only just passed (within the tolerance): run it
+        (local("2024-05-03 06:30"), local("2024-05-06 06:33"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        # the clock was set back before the last success: due now
+        (local("2024-05-06 06:30"), local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 05:00")),
+        # midnight and the last minute of the day
+        (local("2024-05-06 00:00"), local("2024-05-06 12:00"), clock_time(0, 0), CatchUp.RUN_ONCE, local("2024-05-07 00:00")),
+        (local("2024-05-06 00:00"), local("2024-05-06 12:00"), clock_time(23, 59), CatchUp.RUN_ONCE, local("2024-05-06 23:59")),
+        # DST starts (2024-03-31 02:00 CET -> 03:00 CEST): 06:30 stays 06:30 local, 23 h later
+        (local("2024-03-30 06:30"), local("2024-03-30 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-03-31 04:30")),
+        (local("2024-03-31 06:30"), local("2024-03-31 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-04-01 04:30")),
+        # a time inside the skipped hour runs once that day, shifted by the gap (03:30 CEST)
+        (local("2024-03-30 02:30"), local("2024-03-30 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-03-31 01:30")),
+        (utc("2024-03-31 01:30:20"), local("2024-03-31 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-04-01 00:30")),
+        # DST ends (2024-10-27 03:00 CEST -> 02:00 CET): 06:30 stays 06:30 local, 25 h later
+        (local("2024-10-26 06:30"), local("2024-10-26 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-10-27 05:30")),
+        # a time of the repeated hour runs once, at its first occurrence, not again an hour later
+        (local("2024-10-26 02:30"), local("2024-10-26 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-10-27 00:30")),
+        (utc("2024-10-27 00:30:20"), utc("2024-10-27 01:45"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-10-28 01:30")),
+        # skip across the DST change lands on the local time too
+        (local("2024-10-20 06:30"), local("2024-10-27 08:00"), HH_MM, CatchUp.SKIP, utc("2024-10-28 05:30")),
+    ],
+)
+def test_next_daily_due(
+    last_success: datetime | None, now: datetime, daily: clock_time, catch_up: CatchUp, expected: datetime
+) -> None:
+    due = next_daily_due(last_success, daily, now, catch_up, missed_after=5 * MIN, tz=PRAGUE)
+    assert due == expected, (due.astimezone(PRAGUE), expected.astimezone(PRAGUE))
+
+
+@pytest.fixture
+def system_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local zone is Europe/Prague (``TZ`` plus ``time.tzset``, POSIX only)."""
+    if not hasattr(time, "tzset") or PRAGUE is None:
+        pytest.skip("needs time.tzset and the IANA time zone database")
+    monkeypatch.setenv("TZ", "Europe/Prague")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.usefixtures("system_zone")
+@pytest.mark.parametrize(
+    ("after", "daily", "expected"),
+    [
+        (local("2024-05-06 06:31"), HH_MM, local("2024-05-07 06:30")),
+        (local("2024-03-30 06:30"), HH_MM, utc("2024-03-31 04:30")),  # DST starts
+        (local("2024-03-30 02:30"), clock_time(2, 30), utc("2024-03-31 01:30")),  # in the gap
+        (local("2024-10-26 06:30"), HH_MM, utc("2024-10-27 05:30")),  # DST ends
+        (utc("2024-10-27 00:30:20"), clock_time(2, 30), utc("2024-10-28 01:30")),  # repeated hour once
+    ],
+)
+def test_the_machines_local_zone_is_the_default(after: datetime, daily: clock_time, expected: datetime) -> None:
+    assert next_daily_slot(after, daily) == expected
+    assert next_daily_slot(after, daily, PRAGUE) == expected
+
+
+def test_next_daily_slot_can_include_its_start() -> None:
+    slot = next_daily_slot(utc("2024-05-06 06:30"), HH_MM, UTC, inclusive=True)
+    assert slot == utc("2024-05-06 06:30")
+    assert next_daily_slot(slot, HH_MM, UTC) == utc("2024-05-07 06:30")
+
+
+@pytest.mark.parametrize(
+    ("config", "text"),
+    [
+        (ScheduleConfig(), "every 60 min"),
+        (ScheduleConfig(interval_minutes=15), "every 15 min"),
+        (ScheduleConfig(daily_at="06:30"), "daily at 06:30 (local time)"),
+        (ScheduleConfig(enabled=False, daily_at="6:05"), "off (daily at 06:05 (local time) when switched on)"),
+        (ScheduleConfig(daily_at="25:00"), "every 60 min"),  # an unreadable time falls back to the interval
+    ],
+)
+def test_describe_schedule(config: ScheduleConfig, text: str) -> None:
+    assert describe_schedule(config) == text
+
+
 @pytest.mark.parametrize(
     ("failures", "interval", "expected"),
     [
@@ -297,6 +425,46 @@ def test_compute_status(
     next_run_at: datetime | None,
 ) -> None:
     status = compute_status(P, state, now, SchedulePolicy(), running=running, connected=connected)
+    assert status == ScheduleStatus(P, kind, next_run_at, state.last_success_at, state.consecutive_failures)
+
+
+DAILY_UTC = SchedulePolicy(tz=UTC)  # daily times at T0's zone: 06:30 is 2.5 h before T0
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "kind", "next_run_at"),
+    [
+        (S(daily_at="06:30"), at(0), ScheduleKind.IDLE, at(0)),  # never synced: now
+        (S(daily_at="06:30", last_success_at=at(-150)), at(0), ScheduleKind.IDLE, at(21 * 60 + 30)),
+        (S(daily_at="10:00", last_success_at=at(-150)), at(0), ScheduleKind.IDLE, at(60)),
+        (S(daily_at="06:30", last_success_at=at(-24 * 60)), at(0), ScheduleKind.IDLE, at(-150)),  # missed: now
+        # backing off after a failed daily run: the back-off end, not the next morning
+        (
+            S(daily_at="06:30", last_success_at=at(-26 * 60), consecutive_failures=2, paused_until=at(10)),
+            at(0),
+            ScheduleKind.BACKING_OFF,
+            at(10),
+        ),
+        (
+            S(daily_at="06:30", last_success_at=at(-26 * 60), consecutive_failures=2, paused_until=at(10)),
+            at(11),
+            ScheduleKind.IDLE,
+            at(10),
+        ),
+        # switched to daily after a failure: the daily time wins over an earlier back-off end
+        (
+            S(daily_at="10:00", last_success_at=at(-150), consecutive_failures=1, paused_until=at(10)),
+            at(11),
+            ScheduleKind.IDLE,
+            at(60),
+        ),
+        (S(daily_at="bad", last_success_at=at(-10)), at(0), ScheduleKind.IDLE, at(50)),  # falls back to the interval
+    ],
+)
+def test_compute_status_of_a_daily_schedule(
+    state: ScheduleState, now: datetime, kind: ScheduleKind, next_run_at: datetime
+) -> None:
+    status = compute_status(P, state, now, DAILY_UTC)
     assert status == ScheduleStatus(P, kind, next_run_at, state.last_success_at, state.consecutive_failures)
 
 
@@ -407,6 +575,66 @@ async def test_a_clock_jump_is_a_resume_debounced_by_the_grace_delay(
         await step(scheduler, clock, 60)
     assert len(runner.calls) == runs
     await scheduler.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_daily_schedule_runs_at_its_time_and_once_after_sleeping_through_it(
+    db: Database, clock: FakeClock
+) -> None:
+    await put_state(db, S(daily_at="09:05", last_success_at=at(-60)))  # T0 is 09:00 in this zone
+    runner = FakeRunner()
+    scheduler = await started(Scheduler(db, runner, clock=clock, policy=SchedulePolicy(tz=UTC)), clock)
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(5), at(-60), 0)
+    await step(scheduler, clock, 30)  # tick at 09:01
+    for _ in range(3):
+        await step(scheduler, clock, 60)
+    assert runner.calls == []  # 09:04
+    await step(scheduler, clock, 60)  # tick at 09:05: due
+    assert runner.calls == [(P, RunTrigger.SCHEDULE)]
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(24 * 60 + 5), at(5), 0)
+
+    clock.suspend(timedelta(days=3))  # asleep through three mornings
+    await step(scheduler, clock, 60)  # the jump is seen: held for the grace delay
+    assert len(runner.calls) == 1
+    await step(scheduler, clock, 30)
+    assert len(runner.calls) == 2  # one catch-up run, not three
+    woke = clock.wall
+    assert (await get_schedule_state(db, P)).last_success_at == woke
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(4 * 24 * 60 + 5), woke, 0)
+    for _ in range(5):
+        await step(scheduler, clock, 60)
+    assert len(runner.calls) == 2
+    await scheduler.aclose()
+
+
+@pytest.mark.parametrize(("daily_at", "cap"), [("09:05", 6 * HOUR), (None, HOUR)])
+@pytest.mark.asyncio
+async def test_back_off_is_capped_at_the_period_and_six_hours(
+    db: Database, clock: FakeClock, daily_at: str | None, cap: timedelta
+) -> None:
+    await put_state(
+        db, S(daily_at=daily_at, last_success_at=at(-26 * 60), consecutive_failures=11, paused_until=at(-1))
+    )
+    scheduler = Scheduler(db, FakeRunner(RunStatus.FAILED), clock=clock, policy=SchedulePolicy(tz=UTC))
+    await scheduler.tick()
+    await scheduler.drain()
+    state = await get_schedule_state(db, P)
+    assert (state.consecutive_failures, state.paused_until, state.daily_at) == (12, T0 + cap, daily_at)
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.BACKING_OFF, T0 + cap, at(-26 * 60), 12)
+
+
+@pytest.mark.asyncio
+async def test_configure_switches_between_interval_and_daily(db: Database, clock: FakeClock) -> None:
+    await put_state(db, S(last_success_at=at(-10)))
+    scheduler = Scheduler(db, FakeRunner(), clock=clock, policy=SchedulePolicy(tz=UTC))
+    await scheduler.tick()
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(50), at(-10), 0)
+    await scheduler.configure(P, ScheduleConfig(daily_at="18:00"))
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(9 * 60), at(-10), 0)
+    assert (await get_schedule_state(db, P)).config == ScheduleConfig(daily_at="18:00")
+    await scheduler.configure(P, ScheduleConfig(interval_minutes=30))
+    assert scheduler.status(P) == ScheduleStatus(P, ScheduleKind.IDLE, at(20), at(-10), 0)
+    await scheduler.drain()
 
 
 @pytest.mark.asyncio

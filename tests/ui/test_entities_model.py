@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from crmsync_desktop.domain import DeletionStrategy, EntityConfig, RunStatus
 from crmsync_desktop.sync.engine import EntityStatus, RunResult
 from crmsync_desktop.sync.metadata.schema import Schema
-from crmsync_desktop.sync.metadata_sync import locked_fields
+from crmsync_desktop.sync.metadata import locked_fields
 from crmsync_desktop.sync.verify import EntityDifferences, VerifyReport
 from crmsync_desktop.ui.models.entities_model import (
     CONFIG_ROLE,

@@ -38,12 +38,12 @@ class StoreQueue:
         return await repos.count_transactions(self.db, self.profile)
 
     async def set_pending(self, ids: Iterable[int]) -> int:
-        return await repos.set_transactions_status(
+        return await repos.set_transaction_status(
             self.db, self.profile, ids, TransactionStatus.PENDING,
             only_from=(TransactionStatus.ERROR, TransactionStatus.ARCHIVED))
 
     async def archive(self, ids: Iterable[int]) -> int:
-        return await repos.set_transactions_status(
+        return await repos.set_transaction_status(
             self.db, self.profile, ids, TransactionStatus.ARCHIVED,
             only_from=(TransactionStatus.PENDING, TransactionStatus.ERROR))
 

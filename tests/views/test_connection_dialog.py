@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,12 @@ from crmsync_desktop.domain import AuthKind, ConnectionState, ServerKind
 from crmsync_desktop.errors import AuthError
 from crmsync_desktop.ui.device_code import DeviceCodeRelay
 from crmsync_desktop.views.connection_dialog import STORED_PLACEHOLDER, ConnectionDialog
+from crmsync_desktop.views.help_text import (
+    APP_REGISTRATION_ANCHOR,
+    APP_REGISTRATION_LINK_TEXT,
+    APP_REGISTRATION_SECTION,
+    GUIDE,
+)
 from tests.fakes.keyring_backend import InMemoryKeyring
 from tests.views.gui_rig import PROFILE, PROFILE_SETTINGS, GuiRig, make_rig, settle, until
 
@@ -205,3 +212,21 @@ def test_an_unexpected_keyring_failure_is_shown_not_crashed(  # type: ignore[no-
     assert d.message.level == "error" and "Unlock it" in d.message.text_label.text()
     assert d.client_password.text() == "client-pw-123"  # kept so the user can try again
     assert d.findChild(QMessageBox) is None
+
+
+def test_app_registration_help_is_next_to_the_sign_in_method(qtbot, qloop, rig: GuiRig) -> None:  # type: ignore[no-untyped-def]
+    d = _dialog(qtbot, rig)
+    assert d.help_link.isVisible() and APP_REGISTRATION_LINK_TEXT in d.help_link.text()
+    assert "Certificates & secrets" in d.help_link.toolTip()  # client secret is the default method
+    d.sign_in.setCurrentIndex(d.sign_in.findData(AuthKind.INTERACTIVE.value))
+    assert "http://localhost" in d.help_link.toolTip()
+    d.help_link.linkActivated.emit(f"#{APP_REGISTRATION_ANCHOR}")
+    box = d.help_box
+    assert box is not None and box.isVisible() and not box.isModal()
+    assert "http://localhost" in box.text() and APP_REGISTRATION_SECTION in box.text()
+    d.server_kind.setCurrentIndex(d.server_kind.findData(ServerKind.RESCO.value))
+    assert not d.help_link.isVisible()  # no app registration for a Resco Cloud server
+    box.close()
+    # the section the help points to exists in the user guide
+    guide = (Path(__file__).resolve().parents[2] / GUIDE).read_text(encoding="utf-8")
+    assert re.search(rf"^#+ {re.escape(APP_REGISTRATION_SECTION)}$", guide, re.MULTILINE)

@@ -75,7 +75,6 @@ from crmsync_desktop.store.repos.upload_state import (
     prune_processed_transactions,
     record_client_writes,
     retry_transactions,
-    set_transactions_status,
     supersede_transactions,
     undelivered_records,
 )
@@ -137,7 +136,6 @@ __all__ = [
     "save_schedule_config",
     "set_all_error_to_pending",
     "set_transaction_status",
-    "set_transactions_status",
     "start_run",
     "supersede_transactions",
     "undelivered_records",

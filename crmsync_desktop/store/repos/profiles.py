@@ -17,7 +17,7 @@ from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.models import ConnectionProfileModel, EntityConfigModel, OfflineTransactionModel
 from crmsync_desktop.store.repos._common import profile_id, profile_not_found
 from crmsync_desktop.store.repos.entity_configs import load_entity_configs, upsert_entity_configs
-from crmsync_desktop.store.repos.schedule import load_schedule_state, upsert_schedule
+from crmsync_desktop.store.repos.schedule import load_schedule_state, schedule_config_values, upsert_schedule
 
 __all__ = [
     "delete_profile",
@@ -179,11 +179,7 @@ async def replace_profile_config(db: Database, config: ProfileConfig) -> None:
             )
         )
         upsert_entity_configs(session, pid, config.entities)
-        upsert_schedule(
-            session,
-            pid,
-            {"enabled": config.schedule.enabled, "interval_minutes": config.schedule.interval_minutes},
-        )
+        upsert_schedule(session, pid, schedule_config_values(config.schedule))
 
     await db.run(work)
 

@@ -26,6 +26,7 @@ _STATE_COLUMNS = (
     "last_success_at",
     "consecutive_failures",
     "paused_until",
+    "daily_at",
 )
 
 
@@ -58,7 +59,16 @@ async def put_schedule_state(db: Database, profile: str, state: ScheduleState) -
     await db.run(lambda s: upsert_schedule(s, profile_id(s, profile), values))
 
 
+def schedule_config_values(config: ScheduleConfig) -> dict[str, object]:
+    """The columns that hold the settings (enabled, interval, daily time) of a schedule."""
+    return {
+        "enabled": config.enabled,
+        "interval_minutes": config.interval_minutes,
+        "daily_at": config.daily_at,
+    }
+
+
 async def save_schedule_config(db: Database, profile: str, config: ScheduleConfig) -> None:
-    """Change only the settings (enabled, interval) and keep where the schedule stands."""
-    values: dict[str, object] = {"enabled": config.enabled, "interval_minutes": config.interval_minutes}
+    """Change only the settings (enabled, interval, daily time) and keep where the schedule stands."""
+    values = schedule_config_values(config)
     await db.run(lambda s: upsert_schedule(s, profile_id(s, profile), values))

@@ -161,16 +161,24 @@ async def list_transactions(
 
 
 async def set_transaction_status(
-    db: Database, profile: str, transaction_ids: Iterable[int], status: TransactionStatus
+    db: Database,
+    profile: str,
+    transaction_ids: Iterable[int],
+    status: TransactionStatus,
+    *,
+    only_from: Iterable[TransactionStatus] | None = None,
 ) -> int:
     """Set to Pending or Set to Archived for the selected transactions; returns how many changed.
 
     Set to Pending makes them deliverable again at once: attempts restart at 0 and any retry
-    delay is cleared (the last error is kept for reference).
+    delay is cleared (the last error is kept for reference: a conflict kept for the admin is
+    resolved "client wins" that way). With ``only_from``, only transactions now in one of those
+    statuses change (the console's rules: archive only Pending/Error, retry only Error/Archived).
     """
     if status not in (TransactionStatus.PENDING, TransactionStatus.ARCHIVED):
         raise ValueError(f"transactions can be set to Pending or Archived by hand, not {status}")
     ids = list(transaction_ids)
+    sources = list(only_from) if only_from is not None else None
 
     def work(session: Session) -> int:
         pid = profile_id(session, profile)
@@ -179,10 +187,10 @@ async def set_transaction_status(
             values |= {"attempts": 0, "next_attempt_at": None}
         changed = 0
         for batch in chunked(ids, IN_CHUNK):
-            result = session.execute(
-                update(_T).where(_C.profile_id == pid, _C.id.in_(batch)).values(**values)
-            )
-            changed += result.rowcount
+            query = update(_T).where(_C.profile_id == pid, _C.id.in_(batch))
+            if sources is not None:
+                query = query.where(_C.status.in_(sources))
+            changed += session.execute(query.values(**values)).rowcount
         return changed
 
     return await db.run(work)

@@ -54,7 +54,6 @@ __all__ = [
     "prune_processed_transactions",
     "record_client_writes",
     "retry_transactions",
-    "set_transactions_status",
     "supersede_transactions",
     "undelivered_records",
 ]
@@ -384,39 +383,6 @@ async def supersede_transactions(
             .values(status=TransactionStatus.PROCESSED, last_error=note, next_attempt_at=None, processed_at=at,
                     updated_at=utcnow())
         ).rowcount
-
-    return await db.run(work)
-
-
-async def set_transactions_status(
-    db: Database,
-    profile: str,
-    transaction_ids: Iterable[int],
-    status: TransactionStatus,
-    *,
-    only_from: Iterable[TransactionStatus],
-) -> int:
-    """Set to Pending / Set to Archived, but only for transactions now in one of ``only_from``.
-
-    Set to Pending clears the retry delay and restarts attempts (the last error stays for reference:
-    a conflict kept for the admin is resolved "client wins" that way). Returns how many changed.
-    """
-    if status not in (TransactionStatus.PENDING, TransactionStatus.ARCHIVED):
-        raise ValueError(f"transactions can be set to Pending or Archived by hand, not {status}")
-    ids = list(transaction_ids)
-    sources = list(only_from)
-
-    def work(session: Session) -> int:
-        pid = profile_id(session, profile)
-        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-        if status is TransactionStatus.PENDING:
-            values |= {"attempts": 0, "next_attempt_at": None}
-        changed = 0
-        for batch in chunked(ids, IN_CHUNK):
-            changed += session.execute(
-                update(_T).where(_T.c.profile_id == pid, _T.c.id.in_(batch), _T.c.status.in_(sources)).values(**values)
-            ).rowcount
-        return changed
 
     return await db.run(work)
 

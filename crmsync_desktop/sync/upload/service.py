@@ -289,7 +289,7 @@ class UploadService:
         """Set to Pending: Error and Archived transactions are delivered again (a Manual conflict set
         to Pending is delivered "client wins"). Returns how many changed."""
         async with self._queue_lock:
-            changed = await repos.set_transactions_status(
+            changed = await repos.set_transaction_status(
                 self._db, self.profile, transaction_ids, TransactionStatus.PENDING,
                 only_from=(TransactionStatus.ERROR, TransactionStatus.ARCHIVED),
             )
@@ -299,7 +299,7 @@ class UploadService:
     async def archive(self, transaction_ids: Iterable[int]) -> int:
         """Set to Archived: Pending and Error transactions will never be delivered."""
         async with self._queue_lock:
-            changed = await repos.set_transactions_status(
+            changed = await repos.set_transaction_status(
                 self._db, self.profile, transaction_ids, TransactionStatus.ARCHIVED,
                 only_from=(TransactionStatus.PENDING, TransactionStatus.ERROR),
             )

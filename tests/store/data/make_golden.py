@@ -47,7 +47,7 @@ async def _fill(path: Path, backups: Path) -> None:
             ProfileConfig(
                 profile=sample_profile(),
                 entities=(EntityConfig("account", fields=("name",)), EntityConfig("contact", enabled=False)),
-                schedule=ScheduleConfig(interval_minutes=30),
+                schedule=ScheduleConfig(interval_minutes=30, daily_at="06:30"),  # daily_at: from 0004
             ),
         )
         ids = await enqueue_transactions(

@@ -129,12 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("profile")
     status.set_defaults(run=commands.status)
 
-    sched = groups.add_parser("schedule", help="the periodic download of a profile: every N minutes, daily at a "
-                                                "local time, or off (no option: show it)")
+    sched = groups.add_parser("schedule", help="the periodic download of a profile: every N minutes, "
+                                                "daily at a local time, or off (no option: show it)")
     sched.add_argument("profile")
     when = sched.add_mutually_exclusive_group()
     when.add_argument("--every", type=int, metavar="MINUTES", help="every MINUTES minutes (1 to 10080)")
-    when.add_argument("--daily", metavar="HH:MM", help="once a day at this local time (24-hour clock, e.g. 06:30)")
+    when.add_argument("--daily", metavar="HH:MM",
+                      help="once a day at this local time (24-hour clock, e.g. 06:30)")
     when.add_argument("--off", action="store_true", help="switch the schedule off (its times are kept)")
     sched.set_defaults(run=commands.schedule)
 

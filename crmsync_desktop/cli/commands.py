@@ -320,7 +320,8 @@ async def schedule(ctx: Context) -> Outcome:
     elif status.kind is ScheduleKind.PAUSED:
         lines.append("Paused: scheduled runs wait until the schedule is resumed in the console.")
     elif status.kind is ScheduleKind.BACKING_OFF and status.next_run_at is not None:
-        lines.append(f"{status.consecutive_failures} failed run(s) in a row; next try at {_local(status.next_run_at)}.")
+        lines.append(f"{status.consecutive_failures} failed run(s) in a row; "
+                     f"next try at {_local(status.next_run_at)}.")
     elif status.next_run_at is not None:
         lines.append(f"Next run at {_local(status.next_run_at)}.")
     if changed:

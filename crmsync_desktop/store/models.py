@@ -290,7 +290,7 @@ class ScheduleStateModel(_Timestamps, Base):
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     interval_minutes: Mapped[int]
-    daily_at: Mapped[str | None] = mapped_column(String(5))  # "HH:MM" local time: daily instead of the interval
+    daily_at: Mapped[str | None] = mapped_column(String(5))  # "HH:MM" local time: daily, not the interval
     last_started_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(default=0)

@@ -553,7 +553,8 @@ class _Reader:
         if daily_at is not None:
             if not isinstance(daily_at, str):
                 raise _fail(
-                    "schedule.daily_at", f"expected a time of day like \"06:30\" or null, got {_describe(daily_at)}."
+                    "schedule.daily_at",
+                    f'expected a time of day like "06:30" or null, got {_describe(daily_at)}.',
                 )
             try:
                 daily_at = parse_daily_at(daily_at)

@@ -6,9 +6,11 @@ and timers stop while the machine sleeps. A daily schedule (``daily_at = "HH:MM"
 first local occurrence of that time after ``last_success_at``: the time is local wall-clock time
 (the machine's zone, or ``SchedulePolicy.tz``), turned into UTC for that very day, so it stays at
 06:30 across DST changes; on a spring-forward day a time in the gap runs once, shifted by the gap
-(02:30 becomes 03:30), and on a fall-back day an ambiguous time runs once, at its first occurrence. The scheduler ticks every ``tick_seconds`` and
-re-evaluates every profile from the database, so a changed interval, a new profile or a resume
-from sleep is picked up on the next tick without any timer bookkeeping.
+(02:30 becomes 03:30), and on a fall-back day an ambiguous time runs once, at its first occurrence.
+
+The scheduler ticks every ``tick_seconds`` and re-evaluates every profile from the database, so a
+changed interval or daily time, a new profile or a resume from sleep is picked up on the next tick
+without any timer bookkeeping.
 
 Extra triggers, each debounced by a grace delay (the network is rarely back the second the lid
 opens): a clock jump between two ticks (suspend/resume, or the clock was set), ``notify_resumed()``
@@ -182,7 +184,9 @@ def _local_at(day: date, at: time, tz: tzinfo | None) -> datetime:
     return min(real) if real else max(folds)
 
 
-def next_daily_slot(after: datetime, at: time, tz: tzinfo | None = None, *, inclusive: bool = False) -> datetime:
+def next_daily_slot(
+    after: datetime, at: time, tz: tzinfo | None = None, *, inclusive: bool = False
+) -> datetime:
     """The first daily slot (``at`` local time, in UTC) later than ``after`` (or equal, if ``inclusive``).
 
     ``tz`` None means the machine's local zone (``datetime.astimezone()``, DST included).
@@ -254,7 +258,9 @@ def next_daily_due(
 def _due(state: ScheduleState, now: datetime, policy: SchedulePolicy) -> datetime:
     daily = _daily_time(state)
     if daily is not None:
-        return next_daily_due(state.last_success_at, daily, now, policy.catch_up, policy.missed_after, policy.tz)
+        return next_daily_due(
+            state.last_success_at, daily, now, policy.catch_up, policy.missed_after, policy.tz
+        )
     return next_due(state.last_success_at, _interval(state), now, policy.catch_up, policy.missed_after)
 
 

@@ -53,7 +53,11 @@ from crmsync_desktop.ui.device_code import DeviceCodePromptLike, DeviceCodeRelay
 from crmsync_desktop.ui.ops import run_op, show_error
 from crmsync_desktop.ui.widgets.message import InlineMessage, MessageLevel
 from crmsync_desktop.ui.widgets.progress import describe_progress
-from crmsync_desktop.views.help_text import APP_REGISTRATION_ANCHOR, APP_REGISTRATION_LINK_TEXT, app_registration_help
+from crmsync_desktop.views.help_text import (
+    APP_REGISTRATION_ANCHOR,
+    APP_REGISTRATION_LINK_TEXT,
+    app_registration_help,
+)
 
 __all__ = ["DISCONNECT_TEXT", "ConnectionDialog"]
 

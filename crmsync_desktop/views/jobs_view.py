@@ -12,12 +12,13 @@ waits. The schedule editor appears only when a scheduler is given.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QItemSelection, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelection, Qt, QTime, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QCheckBox,
     QFrame,
     QGridLayout,
@@ -27,10 +28,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QSpinBox,
     QSplitter,
     QTableView,
     QTabWidget,
+    QTimeEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -195,25 +198,43 @@ class JobsView(QWidget):
 
         # -- schedule editor ---------------------------------------------------------------------
         self.schedule_box = QGroupBox("Schedule")
-        self.schedule_enabled = QCheckBox("Run on a schedule")
+        self.schedule_enabled = QCheckBox("Run on a schedule:")
+        self.interval_mode = QRadioButton("Every")
+        self.interval_mode.setObjectName("scheduleEvery")
+        self.interval_mode.setChecked(True)
         self.interval_spin = QSpinBox()
         self.interval_spin.setRange(1, 7 * 24 * 60)
         self.interval_spin.setValue(60)
         self.interval_spin.setSuffix(" min")
         self.interval_spin.setAccelerated(True)
+        self.daily_mode = QRadioButton("Daily at")
+        self.daily_mode.setObjectName("scheduleDaily")
+        self.daily_time = QTimeEdit(QTime(6, 0))
+        self.daily_time.setObjectName("scheduleDailyTime")
+        self.daily_time.setDisplayFormat("HH:mm")
+        self.daily_time.setToolTip(
+            "Local time of this computer; it stays at this time when daylight saving time starts or ends."
+        )
+        self.schedule_mode = QButtonGroup(self)
+        self.schedule_mode.addButton(self.interval_mode)
+        self.schedule_mode.addButton(self.daily_mode)
         self.apply_schedule_button = QPushButton("Apply")
         self.apply_schedule_button.clicked.connect(self.apply_schedule)
         self.next_run_label = QLabel("")
         self.next_run_label.setObjectName("nextRun")
-        self.schedule_enabled.toggled.connect(self.interval_spin.setEnabled)
+        self.schedule_enabled.toggled.connect(self._update_schedule_inputs)
+        self.interval_mode.toggled.connect(self._update_schedule_inputs)
         grid = QGridLayout(self.schedule_box)
         grid.addWidget(self.schedule_enabled, 0, 0)
-        grid.addWidget(QLabel("every"), 0, 1)
+        grid.addWidget(self.interval_mode, 0, 1)
         grid.addWidget(self.interval_spin, 0, 2)
-        grid.addWidget(self.apply_schedule_button, 0, 3)
-        grid.addWidget(self.next_run_label, 0, 4)
-        grid.setColumnStretch(4, 1)
+        grid.addWidget(self.daily_mode, 0, 3)
+        grid.addWidget(self.daily_time, 0, 4)
+        grid.addWidget(self.apply_schedule_button, 0, 5)
+        grid.addWidget(self.next_run_label, 0, 6)
+        grid.setColumnStretch(6, 1)
         self.schedule_box.setVisible(scheduler is not None)
+        self._update_schedule_inputs()
 
         # -- live progress -----------------------------------------------------------------------
         self.progress_box = QFrame()
@@ -404,11 +425,19 @@ class JobsView(QWidget):
                on_success=lambda _r: self._update_buttons(),
                on_error=lambda exc: (self._update_buttons(), show_error(self, exc)))
 
+    def schedule_editor_config(self) -> ScheduleConfig:
+        """The schedule the editor shows now (what Apply stores)."""
+        return ScheduleConfig(
+            enabled=self.schedule_enabled.isChecked(),
+            interval_minutes=self.interval_spin.value(),
+            daily_at=self.daily_time.time().toString("HH:mm") if self.daily_mode.isChecked() else None,
+        )
+
     def apply_schedule(self) -> None:
         profile, scheduler = self.profile, self._scheduler
         if profile is None or scheduler is None:
             return
-        config = ScheduleConfig(enabled=self.schedule_enabled.isChecked(), interval_minutes=self.interval_spin.value())
+        config = self.schedule_editor_config()
         self.apply_schedule_button.setEnabled(False)
 
         def done(_r: object) -> None:
@@ -561,7 +590,19 @@ class JobsView(QWidget):
         if isinstance(config, ScheduleConfig):
             self.schedule_enabled.setChecked(config.enabled)
             self.interval_spin.setValue(config.interval_minutes)
-            self.interval_spin.setEnabled(config.enabled)
+            daily = config.daily_time
+            if daily is not None:
+                self.daily_time.setTime(QTime(daily.hour, daily.minute))
+            (self.daily_mode if daily is not None else self.interval_mode).setChecked(True)
+            self._update_schedule_inputs()
+
+    def _update_schedule_inputs(self) -> None:
+        enabled = self.schedule_enabled.isChecked()
+        daily = self.daily_mode.isChecked()
+        self.interval_mode.setEnabled(enabled)
+        self.daily_mode.setEnabled(enabled)
+        self.interval_spin.setEnabled(enabled and not daily)
+        self.daily_time.setEnabled(enabled and daily)
 
     def _schedule_status_arrived(self, status: ScheduleStatus) -> None:
         if status.profile != self.profile:
@@ -584,7 +625,7 @@ class JobsView(QWidget):
             text = "Not scheduled (schedule off, or the profile is not connected)."
         elif status.next_run_at is not None:
             left = (status.next_run_at - now).total_seconds()
-            when = f"{status.next_run_at.astimezone():%H:%M}" + (f" ({_in(left)})" if left > 0 else " (due now)")
+            when = _local_when(status.next_run_at, now) + (f" ({_in(left)})" if left > 0 else " (due now)")
             text = (f"{status.consecutive_failures} failed run(s) in a row — retrying at {when}."
                     if status.kind is ScheduleKind.BACKING_OFF else f"Next run at {when}.")
         else:
@@ -608,6 +649,16 @@ class JobsView(QWidget):
         self.pause_button.setText("Resume schedule" if paused else "Pause schedule")
         self.pause_button.setEnabled(has_profile)
         self.schedule_box.setEnabled(has_profile)
+
+
+def _local_when(at: datetime, now: datetime) -> str:
+    """``14:30`` today, ``tomorrow 06:30``, otherwise ``2024-05-09 06:30`` (local time)."""
+    local, today = at.astimezone(), now.astimezone().date()
+    if local.date() == today:
+        return f"{local:%H:%M}"
+    if local.date() == today + timedelta(days=1):
+        return f"tomorrow {local:%H:%M}"
+    return f"{local:%Y-%m-%d %H:%M}"
 
 
 def _escape(text: str) -> str:

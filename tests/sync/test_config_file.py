@@ -597,8 +597,10 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     (
         "daily_at out of range",
         _set("schedule.daily_at", "24:00"),
-        "schedule.daily_at: '24:00' is not a time of day; use HH:MM on the 24-hour clock (local time), "
-        "like 06:30, or null to run every interval_minutes.",
+        (
+            "schedule.daily_at: '24:00' is not a time of day; use HH:MM on the 24-hour clock (local time), "
+            "like 06:30, or null to run every interval_minutes."
+        ),
     ),
     ("daily_at with seconds", _set("schedule.daily_at", "06:30:00"), "schedule.daily_at: '06:30:00' is not"),
     ("daily_at empty", _set("schedule.daily_at", ""), "schedule.daily_at: '' is not a time of day"),

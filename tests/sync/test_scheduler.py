@@ -227,40 +227,172 @@ HH_MM = clock_time(6, 30)
         (None, local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 05:00")),
         (None, local("2024-05-06 05:00"), HH_MM, CatchUp.SKIP, local("2024-05-06 05:00")),
         # before today's time: due today
-        (local("2024-05-05 06:30:20"), local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 06:30")),
-        (local("2024-05-05 06:30:20"), local("2024-05-06 05:00"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        (
+            local("2024-05-05 06:30:20"),
+            local("2024-05-06 05:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-06 06:30"),
+        ),
+        (
+            local("2024-05-05 06:30:20"),
+            local("2024-05-06 05:00"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-06 06:30"),
+        ),
         # an earlier (manual) success today does not skip today's time
-        (local("2024-05-06 05:00"), local("2024-05-06 06:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 06:30")),
+        (
+            local("2024-05-06 05:00"),
+            local("2024-05-06 06:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-06 06:30"),
+        ),
         # after today's time (today's run done): due tomorrow
-        (local("2024-05-06 06:30:20"), local("2024-05-06 11:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-07 06:30")),
-        (local("2024-05-06 06:30:20"), local("2024-05-06 11:00"), HH_MM, CatchUp.SKIP, local("2024-05-07 06:30")),
+        (
+            local("2024-05-06 06:30:20"),
+            local("2024-05-06 11:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-07 06:30"),
+        ),
+        (
+            local("2024-05-06 06:30:20"),
+            local("2024-05-06 11:00"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-07 06:30"),
+        ),
         # a success exactly at the time counts for that day
-        (local("2024-05-06 06:30"), local("2024-05-06 06:31"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-07 06:30")),
+        (
+            local("2024-05-06 06:30"),
+            local("2024-05-06 06:31"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-07 06:30"),
+        ),
         # exactly due, and a little late: due in both policies
-        (local("2024-05-05 06:30"), local("2024-05-06 06:30"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
-        (local("2024-05-05 06:30"), local("2024-05-06 06:35"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        (
+            local("2024-05-05 06:30"),
+            local("2024-05-06 06:30"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-06 06:30"),
+        ),
+        (
+            local("2024-05-05 06:30"),
+            local("2024-05-06 06:35"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-06 06:30"),
+        ),
         # missed (slept through three mornings): run once keeps the first missed slot, skip waits
-        (local("2024-05-03 06:30"), local("2024-05-06 11:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-04 06:30")),
-        (local("2024-05-03 06:30"), local("2024-05-06 11:00"), HH_MM, CatchUp.SKIP, local("2024-05-07 06:30")),
-        (local("2024-05-06 06:30"), local("2024-05-07 06:36"), HH_MM, CatchUp.SKIP, local("2024-05-08 06:30")),
+        (
+            local("2024-05-03 06:30"),
+            local("2024-05-06 11:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-04 06:30"),
+        ),
+        (
+            local("2024-05-03 06:30"),
+            local("2024-05-06 11:00"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-07 06:30"),
+        ),
+        (
+            local("2024-05-06 06:30"),
+            local("2024-05-07 06:36"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-08 06:30"),
+        ),
         # skip lands on a slot that has only just passed (within the tolerance): run it
-        (local("2024-05-03 06:30"), local("2024-05-06 06:33"), HH_MM, CatchUp.SKIP, local("2024-05-06 06:30")),
+        (
+            local("2024-05-03 06:30"),
+            local("2024-05-06 06:33"),
+            HH_MM,
+            CatchUp.SKIP,
+            local("2024-05-06 06:30"),
+        ),
         # the clock was set back before the last success: due now
-        (local("2024-05-06 06:30"), local("2024-05-06 05:00"), HH_MM, CatchUp.RUN_ONCE, local("2024-05-06 05:00")),
+        (
+            local("2024-05-06 06:30"),
+            local("2024-05-06 05:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            local("2024-05-06 05:00"),
+        ),
         # midnight and the last minute of the day
-        (local("2024-05-06 00:00"), local("2024-05-06 12:00"), clock_time(0, 0), CatchUp.RUN_ONCE, local("2024-05-07 00:00")),
-        (local("2024-05-06 00:00"), local("2024-05-06 12:00"), clock_time(23, 59), CatchUp.RUN_ONCE, local("2024-05-06 23:59")),
+        (
+            local("2024-05-06 00:00"),
+            local("2024-05-06 12:00"),
+            clock_time(0, 0),
+            CatchUp.RUN_ONCE,
+            local("2024-05-07 00:00"),
+        ),
+        (
+            local("2024-05-06 00:00"),
+            local("2024-05-06 12:00"),
+            clock_time(23, 59),
+            CatchUp.RUN_ONCE,
+            local("2024-05-06 23:59"),
+        ),
         # DST starts (2024-03-31 02:00 CET -> 03:00 CEST): 06:30 stays 06:30 local, 23 h later
-        (local("2024-03-30 06:30"), local("2024-03-30 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-03-31 04:30")),
-        (local("2024-03-31 06:30"), local("2024-03-31 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-04-01 04:30")),
+        (
+            local("2024-03-30 06:30"),
+            local("2024-03-30 12:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            utc("2024-03-31 04:30"),
+        ),
+        (
+            local("2024-03-31 06:30"),
+            local("2024-03-31 12:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            utc("2024-04-01 04:30"),
+        ),
         # a time inside the skipped hour runs once that day, shifted by the gap (03:30 CEST)
-        (local("2024-03-30 02:30"), local("2024-03-30 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-03-31 01:30")),
-        (utc("2024-03-31 01:30:20"), local("2024-03-31 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-04-01 00:30")),
+        (
+            local("2024-03-30 02:30"),
+            local("2024-03-30 12:00"),
+            clock_time(2, 30),
+            CatchUp.RUN_ONCE,
+            utc("2024-03-31 01:30"),
+        ),
+        (
+            utc("2024-03-31 01:30:20"),
+            local("2024-03-31 12:00"),
+            clock_time(2, 30),
+            CatchUp.RUN_ONCE,
+            utc("2024-04-01 00:30"),
+        ),
         # DST ends (2024-10-27 03:00 CEST -> 02:00 CET): 06:30 stays 06:30 local, 25 h later
-        (local("2024-10-26 06:30"), local("2024-10-26 12:00"), HH_MM, CatchUp.RUN_ONCE, utc("2024-10-27 05:30")),
+        (
+            local("2024-10-26 06:30"),
+            local("2024-10-26 12:00"),
+            HH_MM,
+            CatchUp.RUN_ONCE,
+            utc("2024-10-27 05:30"),
+        ),
         # a time of the repeated hour runs once, at its first occurrence, not again an hour later
-        (local("2024-10-26 02:30"), local("2024-10-26 12:00"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-10-27 00:30")),
-        (utc("2024-10-27 00:30:20"), utc("2024-10-27 01:45"), clock_time(2, 30), CatchUp.RUN_ONCE, utc("2024-10-28 01:30")),
+        (
+            local("2024-10-26 02:30"),
+            local("2024-10-26 12:00"),
+            clock_time(2, 30),
+            CatchUp.RUN_ONCE,
+            utc("2024-10-27 00:30"),
+        ),
+        (
+            utc("2024-10-27 00:30:20"),
+            utc("2024-10-27 01:45"),
+            clock_time(2, 30),
+            CatchUp.RUN_ONCE,
+            utc("2024-10-28 01:30"),
+        ),
         # skip across the DST change lands on the local time too
         (local("2024-10-20 06:30"), local("2024-10-27 08:00"), HH_MM, CatchUp.SKIP, utc("2024-10-28 05:30")),
     ],
@@ -297,7 +429,9 @@ def system_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (utc("2024-10-27 00:30:20"), clock_time(2, 30), utc("2024-10-28 01:30")),  # repeated hour once
     ],
 )
-def test_the_machines_local_zone_is_the_default(after: datetime, daily: clock_time, expected: datetime) -> None:
+def test_the_machines_local_zone_is_the_default(
+    after: datetime, daily: clock_time, expected: datetime
+) -> None:
     assert next_daily_slot(after, daily) == expected
     assert next_daily_slot(after, daily, PRAGUE) == expected
 
@@ -314,7 +448,10 @@ def test_next_daily_slot_can_include_its_start() -> None:
         (ScheduleConfig(), "every 60 min"),
         (ScheduleConfig(interval_minutes=15), "every 15 min"),
         (ScheduleConfig(daily_at="06:30"), "daily at 06:30 (local time)"),
-        (ScheduleConfig(enabled=False, daily_at="6:05"), "off (daily at 06:05 (local time) when switched on)"),
+        (
+            ScheduleConfig(enabled=False, daily_at="6:05"),
+            "off (daily at 06:05 (local time) when switched on)",
+        ),
         (ScheduleConfig(daily_at="25:00"), "every 60 min"),  # an unreadable time falls back to the interval
     ],
 )
@@ -437,7 +574,12 @@ DAILY_UTC = SchedulePolicy(tz=UTC)  # daily times at T0's zone: 06:30 is 2.5 h b
         (S(daily_at="06:30"), at(0), ScheduleKind.IDLE, at(0)),  # never synced: now
         (S(daily_at="06:30", last_success_at=at(-150)), at(0), ScheduleKind.IDLE, at(21 * 60 + 30)),
         (S(daily_at="10:00", last_success_at=at(-150)), at(0), ScheduleKind.IDLE, at(60)),
-        (S(daily_at="06:30", last_success_at=at(-24 * 60)), at(0), ScheduleKind.IDLE, at(-150)),  # missed: now
+        (
+            S(daily_at="06:30", last_success_at=at(-24 * 60)),
+            at(0),
+            ScheduleKind.IDLE,
+            at(-150),
+        ),  # missed: now
         # backing off after a failed daily run: the back-off end, not the next morning
         (
             S(daily_at="06:30", last_success_at=at(-26 * 60), consecutive_failures=2, paused_until=at(10)),
@@ -458,7 +600,12 @@ DAILY_UTC = SchedulePolicy(tz=UTC)  # daily times at T0's zone: 06:30 is 2.5 h b
             ScheduleKind.IDLE,
             at(60),
         ),
-        (S(daily_at="bad", last_success_at=at(-10)), at(0), ScheduleKind.IDLE, at(50)),  # falls back to the interval
+        (
+            S(daily_at="bad", last_success_at=at(-10)),
+            at(0),
+            ScheduleKind.IDLE,
+            at(50),
+        ),  # falls back to the interval
     ],
 )
 def test_compute_status_of_a_daily_schedule(

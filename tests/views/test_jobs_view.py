@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QTime
 
 from crmsync_desktop.domain import ConnectionProfile, RunStatus, ScheduleConfig
 from crmsync_desktop.logs import RingBufferHandler
 from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.migrate import open_store
+from crmsync_desktop.store.values import ScheduleState
 from crmsync_desktop.sync.connectors.types import LookupValue, Product
 from crmsync_desktop.sync.engine import SyncEngine
 from crmsync_desktop.sync.events import EngineState, EventBus, Progress, StateChanged
@@ -197,5 +199,52 @@ def test_schedule_editor_pause_resume_and_sync_now(qtbot, qloop, engine_rig: Eng
     qloop.run_until_complete(until(lambda: view.runs_model.rowCount() == 3 and view.sync_now_button.isEnabled()
                                    and view.runs_model.run(0).status is not RunStatus.RUNNING))
     assert view.runs_model.run(0).trigger.value == "manual"
+    qloop.run_until_complete(scheduler.aclose())
+    view.detach()
+
+
+def test_schedule_editor_switches_between_every_and_daily(qtbot, qloop, engine_rig: EngineRig,  # type: ignore[no-untyped-def]
+                                                          ring: RingBufferHandler) -> None:
+    qloop.run_until_complete(connect_and_enable(engine_rig, "account"))
+    success = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    first, second = ((success + timedelta(hours=h)).astimezone() for h in (3, 6))  # never due during the test
+    qloop.run_until_complete(repos.put_schedule_state(
+        engine_rig.db, PROFILE, ScheduleState(interval_minutes=20, daily_at=f"{first:%H:%M}", last_success_at=success)))
+    scheduler = Scheduler(engine_rig.db, engine_rig.engine.sync, policy=SchedulePolicy(tick_seconds=3600))
+    qloop.run_until_complete(scheduler.refresh())  # not due: nothing runs
+
+    async def config(profile: str) -> ScheduleConfig:
+        return (await repos.get_schedule_state(engine_rig.db, profile)).config
+
+    view = make_view(qtbot, engine_rig, ring, scheduler, schedule_config=config)
+    view.refresh()
+    qloop.run_until_complete(until(lambda: view.daily_mode.isChecked()))  # the stored daily schedule
+    assert view.schedule_enabled.isChecked() and not view.interval_mode.isChecked()
+    assert (view.daily_time.time(), view.interval_spin.value()) == (QTime(first.hour, first.minute), 20)
+    assert view.daily_time.isEnabled() and not view.interval_spin.isEnabled()
+    assert "Next run at" in view.next_run_label.text() and f"{first:%H:%M}" in view.next_run_label.text()
+
+    view.interval_mode.click()  # Every 20 min: the spin box is the one to edit now
+    assert view.interval_spin.isEnabled() and not view.daily_time.isEnabled()
+    assert view.schedule_editor_config() == ScheduleConfig(interval_minutes=20)
+    view.apply_schedule_button.click()
+    due = f"{(success + timedelta(minutes=20)).astimezone():%H:%M}"
+    qloop.run_until_complete(until(lambda: f"Next run at {due}" in view.next_run_label.text()))
+    assert qloop.run_until_complete(config(PROFILE)) == ScheduleConfig(interval_minutes=20)
+
+    view.daily_mode.click()
+    view.daily_time.setTime(QTime(second.hour, second.minute))
+    assert view.daily_time.isEnabled() and not view.interval_spin.isEnabled()
+    view.apply_schedule_button.click()
+    qloop.run_until_complete(until(lambda: f"{second:%H:%M}" in view.next_run_label.text()))
+    daily = ScheduleConfig(interval_minutes=20, daily_at=f"{second:%H:%M}")
+    assert qloop.run_until_complete(config(PROFILE)) == daily
+
+    view.schedule_enabled.setChecked(False)  # off: nothing to edit, the times are kept
+    assert not any(w.isEnabled() for w in (view.interval_mode, view.daily_mode, view.interval_spin, view.daily_time))
+    view.apply_schedule_button.click()
+    qloop.run_until_complete(until(lambda: "Not scheduled" in view.next_run_label.text()))
+    assert qloop.run_until_complete(config(PROFILE)) == replace(daily, enabled=False)
+    assert qloop.run_until_complete(engine_rig.engine.list_runs(PROFILE))[0].trigger.value == "connect"  # no scheduled run
     qloop.run_until_complete(scheduler.aclose())
     view.detach()

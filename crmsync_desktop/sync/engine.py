@@ -316,6 +316,8 @@ class SyncEngine:
     async def connect(self, profile: str, entities: Sequence[str] | None = None) -> tuple[RunResult, Any]:
         """Create (or extend) the client organization with the server's entities, fields, relationships."""
 
+        await self.sign_in(profile)  # the user started Connect: an interactive sign-in may run now
+
         async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> Any:
             rec.info("Reading the server's metadata")
             server = await metadata_sync.read_schema(pair.server, entities)
@@ -459,9 +461,21 @@ class SyncEngine:
 
     # -- connection -------------------------------------------------------------------------
 
+    async def sign_in(self, profile: str) -> None:
+        """Run the interactive sign-in of a device-code or browser profile now (if the cache cannot)."""
+        p = await repos.get_profile(self._db, profile)
+        ensure = getattr(self._connectors, "ensure_signed_in", None)
+        if ensure is not None:
+            await ensure(p)
+            self.bus.publish(StateChanged(profile, EngineState.IDLE, "signed in"))
+
     async def test_connection(self, profile: str) -> tuple[Identity | CrmSyncError, Identity | CrmSyncError]:
         """Sign in to both organizations and ask who we are; each side's failure is returned, not raised."""
         p = await repos.get_profile(self._db, profile)
+        try:
+            await self.sign_in(profile)
+        except CrmSyncError as exc:
+            return exc, await self._client_identity(p)
         try:
             pair = await self._connectors.open(p)
         except CrmSyncError as exc:
@@ -509,6 +523,18 @@ class SyncEngine:
             if await asyncio.to_thread(self._credentials.has_secret, profile, kind):
                 found.add(kind)
         return found
+
+    async def _client_identity(self, p: ConnectionProfile) -> Identity | CrmSyncError:
+        try:
+            pair = await self._connectors.open(p)
+        except CrmSyncError as exc:
+            return exc
+        try:
+            return await pair.client.whoami()
+        except CrmSyncError as exc:
+            return exc
+        finally:
+            await pair.aclose()
 
     async def disconnect(self, profile: str, credentials: CredentialStore | None = None) -> None:
         """End the connection: forget sync and record state and the stored secrets; keep the configuration.

@@ -25,9 +25,9 @@ from crmsync_desktop.auth.msal_provider import (
 )
 from crmsync_desktop.auth.token_cache import open_token_cache
 from crmsync_desktop.domain import AuthKind, ConnectionProfile, ServerKind
-from crmsync_desktop.errors import ConfigError, InvalidUrlError
+from crmsync_desktop.errors import AuthRequiredError, ConfigError, InvalidUrlError
 from crmsync_desktop.sync.connectors.base import Connector
-from crmsync_desktop.sync.connectors.dataverse.auth import discover_authority, normalize_org_url
+from crmsync_desktop.sync.connectors.dataverse.auth import discover_authority, normalize_org_url, scope_for
 from crmsync_desktop.sync.connectors.dataverse.client import DataverseConnector, DataverseSettings
 from crmsync_desktop.sync.connectors.resco.client import RescoConnector, RescoSettings
 from crmsync_desktop.sync.engine import OrganizationPair
@@ -143,6 +143,21 @@ class ProfileConnectorFactory:
             self._warn_unverified(profile.name, org_url)
         return DataverseConnector(DataverseSettings(org_url=org_url, ca_bundle=self._ca_bundle,
                                                     verify_tls=profile.verify_tls), provider)
+
+    async def ensure_signed_in(self, profile: ConnectionProfile) -> None:
+        """For device-code and browser sign-in: use the cached sign-in, or run the flow now.
+
+        Called for the user's own actions (Test connection, Connect, Sign in): scheduled runs never
+        start an interactive flow; they report "sign-in needed" instead.
+        """
+        if profile.server_kind is not ServerKind.DATAVERSE or profile.server_auth_kind not in PUBLIC_AUTH:
+            return
+        provider = await self.token_provider(profile)
+        scope = [scope_for(profile.server_url)]
+        try:
+            await provider.get_token(scope)
+        except AuthRequiredError:
+            await provider.sign_in(scope)
 
     async def token_provider(self, profile: ConnectionProfile) -> MsalTokenProvider:
         """The profile's MSAL provider (kept for the app's lifetime so its memory cache is reused)."""

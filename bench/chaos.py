@@ -78,6 +78,7 @@ class Soak:
     server_contacts: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    proc_log: Any = None
     incarnation: int = 0
 
     def __post_init__(self) -> None:
@@ -123,8 +124,8 @@ class Soak:
         paths = resolve_paths(self.home).ensure()
         db = open_store(paths.database, paths.backups_dir)
         credentials = CredentialStore()
-        engine = SyncEngine(db, ProfileConnectorFactory(credentials, ca_bundle=str(self.emu.ca_path)),
-                            credentials=credentials)
+        factory = ProfileConnectorFactory(credentials, ca_bundle=str(self.emu.ca_path))
+        engine = SyncEngine(db, factory, credentials=credentials)
         profile = ConnectionProfile(
             name=PROFILE, server_url=self.emu.dataverse_url, server_auth_kind=AuthKind.CLIENT_SECRET,
             client_id=self.emu.client_id, client_url=f"{self.emu.resco_url}/{self.emu.resco_org}",
@@ -146,6 +147,7 @@ class Soak:
         try:
             asyncio.run(go())
         finally:
+            factory.close()
             db.close()
 
     # -- the service process -----------------------------------------------------------------------------
@@ -155,8 +157,15 @@ class Soak:
 
     def start_service(self) -> None:
         self.incarnation += 1
-        out = open(self.work / f"service-{self.incarnation:02d}.log", "wb")  # noqa: SIM115 - closed by the child's end
-        self.proc = subprocess.Popen(self.cli("run"), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self._close_log()
+        self.proc_log = open(self.work / f"service-{self.incarnation:02d}.log", "wb")  # noqa: SIM115 - see _close_log
+        self.proc = subprocess.Popen(self.cli("run"), cwd=ROOT, env=self.env, stdout=self.proc_log,
+                                     stderr=subprocess.STDOUT)
+
+    def _close_log(self) -> None:
+        if self.proc_log is not None:
+            self.proc_log.close()
+            self.proc_log = None
 
     def kill_service(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,6 +184,7 @@ class Soak:
                 self.proc.wait()
         if self.proc is not None and self.proc.returncode not in (0, -signal.SIGTERM):
             log(f"service exited with {self.proc.returncode}")
+        self._close_log()
 
     # -- changes -------------------------------------------------------------------------------------------
     def _dv(self, action: str, entity: str, rid: str | None, body: dict[str, Any] | None = None) -> None:
@@ -367,7 +377,7 @@ class Soak:
 
     def transaction_counts(self) -> dict[str, int]:
         out = subprocess.run(self.cli("--json", "transactions", "list", PROFILE, "--status", "all", "--limit", "1"),
-                             cwd=ROOT, env=self.env, capture_output=True, text=True)
+                             cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
         try:
             return json.loads(out.stdout)["result"]["counts"]
         except (ValueError, KeyError):
@@ -414,9 +424,9 @@ class Soak:
         drained_in = drain_timeout - (deadline - time.monotonic())
         self.stop_service()
         log(f"queue after {drained_in:.0f} s: {counts}; running a final sync and Verify")
-        sync = subprocess.run(self.cli("--json", "sync", PROFILE), cwd=ROOT, env=self.env, capture_output=True, text=True)
+        sync = subprocess.run(self.cli("--json", "sync", PROFILE), cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
         verify = subprocess.run(self.cli("--json", "verify", PROFILE), cwd=ROOT, env=self.env, capture_output=True,
-                                text=True)
+                                text=True, check=False)
         counts = self.transaction_counts()
         problems = self.missing_on_server()
         try:
@@ -438,6 +448,7 @@ class Soak:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_log()
         self.emu.stop()
 
 

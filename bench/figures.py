@@ -8,7 +8,6 @@ in theirs (``bench.harness.emulator``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +125,10 @@ def measure_sync(work: Path, records: int, naive_sample: int) -> tuple[list[dict
         log("sync: incremental, 100 changes")
         change_accounts(info, ids[naive_sample:naive_sample + 100], "7")
         incremental = run_worker("sync", work / "engine", info, full=False)
+        log("sync: capacity of each emulated organization alone (server read, client write)")
+        capacity = run_worker("capacity", work / "engine", info, records=records)
     rate = records / full["seconds"]
+    effective = min(capacity["server_read_per_s"], capacity["client_write_per_s"])
     ceiling = read_ceiling(records, limits, LATENCY_MS, COST_PER_RECORD_MS)
     details = {"seconds": round(full["seconds"], 1), "records": records, "requests": full["requests"],
                "peak_rss_mib": full["peak_rss_mib"], "summary": full["summary"],
@@ -139,6 +140,14 @@ def measure_sync(work: Path, records: int, naive_sample: int) -> tuple[list[dict
         row("  vs limit-derived ceiling", round(rate / ceiling["records_per_s"], 3), "x ceiling", 0.9, at_least=True,
             details={"ceiling_records_per_s": round(ceiling["records_per_s"], 1)},
             target_text=">= 0.90 of " + f"{ceiling['records_per_s']:,.0f} records/s"),
+        row("  vs what the emulated organizations allow on this machine", round(rate / effective, 3),
+            "x effective ceiling", 0.9, at_least=True,
+            details={"effective_ceiling_records_per_s": round(effective, 1),
+                     "server_read_alone_records_per_s": round(capacity["server_read_per_s"], 1),
+                     "client_write_alone_records_per_s": round(capacity["client_write_per_s"], 1),
+                     "note": "min(server paged read alone, client bulk write alone), each measured with the "
+                             "connectors; the engine overlaps the two"},
+            target_text=f">= 0.90 of {effective:,.0f} records/s"),
         row("  vs naive one-request-per-record sync", round(rate / naive["records_per_s"], 1), "x naive", 10,
             at_least=True, details={k: round(v, 2) for k, v in naive.items()}, target_text=">= 10x"),
     ]
@@ -216,7 +225,7 @@ def measure_latency(work: Path, changes: int, quick: bool) -> list[dict[str, Any
         count = 5 if quick else 100
         log(f"latency: bench/upload_latency.py --changes {count}")
         proc = subprocess.run([sys.executable, str(external), "--changes", str(count)], cwd=ROOT,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         m = re.search(r"p50 ([\d.]+) s\s+p95 ([\d.]+) s\s+max ([\d.]+) s", proc.stdout)
         if proc.returncode == 0 and m:
             p50, p95, worst = (float(x) for x in m.groups())
@@ -245,12 +254,12 @@ def measure_transactions_view(work: Path, rows_count: int) -> list[dict[str, Any
     log(f"console: Offline Transactions view over {rows_count:,} rows")
     cmd = [sys.executable, str(ROOT / "bench" / "transactions_view_open.py"), "--rows", str(rows_count),
            "--keep", str(work / f"tx{rows_count}")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     if proc.returncode != 0:
         raise RuntimeError(f"transactions_view_open.py failed:\n{proc.stderr[-3000:]}")
     tabs = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+) tab: first rows shown\s+([\d.]+) ms",
-                                                                 proc.stdout, re.M)}
+                                                                 proc.stdout, re.MULTILINE)}
     worst = max(tabs.values()) / 1000
     return [row(f"Console: Offline Transactions open, {rows_count:,} rows (slowest tab)", round(worst, 3), "s", 1,
                 at_least=False, details={"tabs_ms": tabs})]

@@ -95,6 +95,9 @@ async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
         elif task == "latency":
             result = None
             out.update(await _latency(engine, info, int(options.get("changes", 20))))
+        elif task == "capacity":
+            result = None
+            out.update(await _capacity(engine, int(options.get("records", 0))))
         elif task == "stall":
             result = None
             out.update(await _stall(engine))
@@ -124,7 +127,7 @@ async def _latency(engine: Any, info: dict[str, Any], changes: int) -> dict[str,
 
     svc = engine.uploads(PROFILE)
     loop_task = asyncio.create_task(svc.run_forever())
-    pair = await engine._connectors.open(await engine.get_profile(PROFILE))  # noqa: SLF001 - a benchmark
+    pair = await engine._connectors.open(await engine.get_profile(PROFILE))  # a benchmark reaches in
     latencies: list[float] = []
     lost = 0
     rng = random.Random(2)
@@ -151,6 +154,35 @@ async def _latency(engine: Any, info: dict[str, Any], changes: int) -> dict[str,
         await asyncio.gather(loop_task, return_exceptions=True)
         await pair.aclose()
     return {"latencies_s": latencies, "lost": lost, "probe_interval_s": svc.probe_interval_s}
+
+
+async def _capacity(engine: Any, limit: int) -> dict[str, Any]:
+    """What each emulated organization can do alone, with the engine's own requests: the server's paged
+    change read of the account table, and the client's bulk write of as many records (new ids)."""
+    import uuid
+
+    pair = await engine._connectors.open(await engine.get_profile(PROFILE))  # a benchmark reaches in
+    try:
+        plans, _, _ = await engine._plans(PROFILE, pair, ["account"])
+        plan = plans[0]
+        records: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        async for page in pair.server.read_changes("account", plan.read_fields, None):
+            records.extend(page.upserts)
+            if limit and len(records) >= limit:
+                break
+        read_s = time.perf_counter() - started
+        pid = plan.fields.primary_id
+        outgoing = [plan.fields.to_client({**r, pid: str(uuid.uuid4())}) for r in records]
+        started = time.perf_counter()
+        failed = 0
+        for k in range(0, len(outgoing), 5000):  # as the engine hands them over: one page at a time
+            failed += sum(not r.ok for r in await pair.client.upsert_many("account", outgoing[k:k + 5000]))
+        write_s = time.perf_counter() - started
+    finally:
+        await pair.aclose()
+    return {"records": len(records), "server_read_s": read_s, "client_write_s": write_s, "client_write_failed": failed,
+            "server_read_per_s": len(records) / read_s, "client_write_per_s": len(records) / write_s}
 
 
 async def _stall(engine: Any) -> dict[str, Any]:

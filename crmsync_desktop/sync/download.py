@@ -130,8 +130,8 @@ async def read_ahead(source: AsyncIterable[T]) -> AsyncIterator[T]:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # this task is being cancelled: do not swallow it
-        except BaseException:  # noqa: BLE001 - the read-ahead's own outcome no longer matters
-            pass
+        except Exception as exc:  # noqa: BLE001 - the read-ahead's own outcome no longer matters
+            log.debug("read-ahead of %r discarded: %s", source, exc)
         closer = getattr(iterator, "aclose", None)
         if closer is not None:
             with contextlib.suppress(Exception):

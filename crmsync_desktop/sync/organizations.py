@@ -107,12 +107,6 @@ class ProfileConnectorFactory:
             raise
         return OrganizationPair(server=server, client=client)
 
-    def close(self) -> None:
-        """Close the MSAL providers' HTTP clients (the composition root calls this at shutdown)."""
-        for provider in self._providers.values():
-            provider.close()
-        self._providers.clear()
-
     def _verify(self, verify_tls: bool = True) -> bool | ssl.SSLContext:
         if not verify_tls:
             return False

@@ -23,7 +23,7 @@ from crmsync_desktop.sync.events import EngineState, EventBus, Progress, StateCh
 from crmsync_desktop.sync.scheduler import SchedulePolicy, Scheduler
 from crmsync_desktop.ui.bridge import EngineBridge
 from crmsync_desktop.ui.models.runs_model import RunsTableModel
-from crmsync_desktop.views.jobs_view import JobsView, format_eta
+from crmsync_desktop.views.jobs_view import JobsView, _local_when, format_eta
 from tests.fakes.memory_org import MemoryOrg, sales_org
 from tests.sync.engine.conftest import PairFactory
 from tests.ui.test_transactions_model import run_detached, until
@@ -248,3 +248,11 @@ def test_schedule_editor_switches_between_every_and_daily(qtbot, qloop, engine_r
     assert qloop.run_until_complete(engine_rig.engine.list_runs(PROFILE))[0].trigger.value == "connect"  # no scheduled run
     qloop.run_until_complete(scheduler.aclose())
     view.detach()
+
+
+def test_next_run_names_the_day_when_it_is_not_today() -> None:
+    noon = datetime.now().astimezone().replace(hour=12, minute=0, second=0, microsecond=0)
+    assert _local_when(noon.replace(hour=15, minute=5), noon) == "15:05"
+    assert _local_when(noon + timedelta(days=1), noon).startswith("tomorrow ")
+    later = (noon + timedelta(days=3)).astimezone()
+    assert _local_when(later, noon) == f"{later:%Y-%m-%d %H:%M}"

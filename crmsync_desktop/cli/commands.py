@@ -249,6 +249,24 @@ async def verify(ctx: Context) -> Outcome:
     return Outcome(data, "\n".join(lines), 0 if report.in_sync else EXIT_DIFFERENCES)
 
 
+async def users(ctx: Context) -> Outcome:
+    """The owner mapping: each server user and the client user its records are owned by."""
+    matches = await ctx.engine.user_mapping(ctx.args.profile)
+    data = [m.as_dict() for m in matches]
+    if not matches:
+        return Outcome(data, "No users to map (Connect first: the client organization needs the user entity).")
+    mapped = sum(1 for m in matches if m.status.value == "mapped-by-email")
+    lines = [f"{len(matches)} server user(s), {mapped} mapped by email to the client's own users"]
+    width = max(len(m.server_email or "-") for m in matches)
+    for m in matches:
+        lines.append(f"  {m.status.value:<16} {m.server_email or '-':<{width}}  {m.server_id}  ->  {m.client_id or '-'}")
+        if m.candidates:
+            lines.append(f"  {'':<16} candidates: {', '.join(m.candidates)}")
+        if m.advice:
+            lines.append(f"  {'':<16} {m.advice}")
+    return Outcome(data, "\n".join(lines))
+
+
 async def status(ctx: Context) -> Outcome:
     profile = await ctx.engine.get_profile(ctx.args.profile)
     statuses = await ctx.engine.entity_statuses(profile.name)

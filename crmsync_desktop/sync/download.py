@@ -41,6 +41,7 @@ from crmsync_desktop.sync.filters import (
     evaluate,
     render_filter,
 )
+from crmsync_desktop.sync.owner_mapping import USER_ENTITY, UserMapping
 from crmsync_desktop.sync.records import FieldPlan, content_hash, evaluable, project, record_digests
 from crmsync_desktop.sync.run_recorder import RunRecorder
 
@@ -151,8 +152,14 @@ class EntityDownloader:
         recorder: RunRecorder,
         context: EvaluationContext,
         dry_run: bool = False,
+        users: UserMapping | None = None,
+        remapped_users: frozenset[str] = frozenset(),
     ) -> None:
         self.dry_run = dry_run
+        # Owner mapping (sync/owner_mapping.py): lookups to server users mapped to the client's own
+        # users are written as those client users; hashes and record states stay in server form.
+        self._users = users or UserMapping()
+        self._remapped = remapped_users  # server users whose mapping changed: records owned by them are rewritten
         self.examples: dict[tuple[str, str], list[str]] = {}  # (entity, action) -> a few record ids
         self._db = db
         self._profile = profile
@@ -200,7 +207,7 @@ class EntityDownloader:
             await repos.put_sync_state(self._db, self._profile, state)
         self._rec.progress(plan.entity, "download", done, done, force=True)
         counts = self._rec.counts.get(plan.entity, {})
-        parts = [f"{counts[k]} {k}" for k in ("read", "created", "updated", "unchanged", "deleted", "skipped", "failed")
+        parts = [f"{counts[k]} {k}" for k in ("read", "created", "updated", "mapped", "unchanged", "deleted", "skipped", "failed")
                  if counts.get(k)]
         self._rec.info(("Would change: " if self.dry_run else "Done: ") + (", ".join(parts) or "no changes"),
                        plan.entity)
@@ -283,12 +290,17 @@ class EntityDownloader:
             if not self.dry_run:
                 await repos.add_download_retries(self._db, self._profile, entity,
                                                  {rid: WAITING_UPLOAD for rid in waiting})
+        if entity == USER_ENTITY and self._users.not_created:  # owner mapping: not created a second time
+            kept = [r for r in projected if str(r[pid]) not in self._users.not_created]
+            self._rec.count(entity, "mapped", len(projected) - len(kept))
+            projected = kept
         projected, deferred = await self._defer_missing_lookups(plan, projected)
         ids = [str(r[pid]) for r in projected]
         held = await repos.get_record_states(self._db, self._profile, entity, ids)
         hashes = await _cpu(len(projected),
                             lambda: {str(r[pid]): content_hash(r, plan.fields.fields) for r in projected})
-        changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]]
+        changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]
+                   or (self._remapped and _points_at(r, self._remapped))]
         self._rec.count(entity, "unchanged", len(projected) - len(changed))
         if not changed:
             return
@@ -310,7 +322,9 @@ class EntityDownloader:
         hashes: Mapping[str, str], deferred: set[str],
     ) -> None:
         entity = plan.entity
-        outgoing = await _cpu(len(changed), lambda: [plan.fields.to_client(r) for r in changed])
+        # Owner mapping: the client gets its own users' ids; the hashes above stay on the server form.
+        outgoing = await _cpu(len(changed), lambda: [plan.fields.to_client(self._users.client_record(r))
+                                                     for r in changed])
         results = await self._client.upsert_many(entity, outgoing)
         now = datetime.now(UTC)
         pid = plan.fields.primary_id
@@ -448,6 +462,12 @@ async def _cpu(size: int, work: Callable[[], T]) -> T:
     if size < OFFLOAD_AT:
         return work()
     return await asyncio.to_thread(work)
+
+
+def _points_at(record: Record, users: frozenset[str]) -> bool:
+    """Whether ``record`` has a lookup to one of the given server users (owner mapping changed)."""
+    return any(isinstance(v, LookupValue) and v.entity == USER_ENTITY and v.id.lower() in users
+               for v in record.values())
 
 
 _NO_STATE = RecordState(record_id="", last_synced_at=datetime.min.replace(tzinfo=UTC))

@@ -46,6 +46,13 @@ from crmsync_desktop.sync.deletions import TRACKING_ENTITY, apply_tracking, swee
 from crmsync_desktop.sync.download import EntityDownloader, EntityPlan
 from crmsync_desktop.sync.events import EngineState, EventBus, StateChanged
 from crmsync_desktop.sync.metadata.schema import ALWAYS_SYNCED
+from crmsync_desktop.sync.owner_mapping import (
+    USER_ENTITY,
+    UserMapping,
+    UserMatch,
+    read_user_mapping,
+    save_user_mapping,
+)
 from crmsync_desktop.sync.filters import (
     EvaluationContext,
     FetchFilter,
@@ -331,6 +338,7 @@ class SyncEngine:
             for problem in report.problems():
                 rec.error(problem)
             await repos.replace_metadata_snapshot(self._db, p.name, metadata_sync.schema_to_snapshot(server))
+            await self._map_users(p.name, pair, rec, show=True)  # owner mapping, shown to the admin
             await self._ensure_entity_configs(p.name, [e.logical_name for e in server.entities])
             await repos.save_profile(self._db, _with_state(p, ConnectionState.CONNECTED))
             return report
@@ -680,10 +688,14 @@ class SyncEngine:
                     rec.info(f"Uploaded {drained.delivered} pending client change(s) first "
                              f"({drained.failed} failed, {drained.retrying} to retry, {drained.conflicts} conflicts)")
             plans, context, server_meta = await self._plans(p.name, pair, entities)
+            # Owner mapping (sync/owner_mapping.py): shown in the log of every Sync All.
+            users, remapped = await self._map_users(p.name, pair, rec, show=full, store=not dry_run)
             downloader = EntityDownloader(
                 db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context,
-                dry_run=dry_run,
+                dry_run=dry_run, users=users, remapped_users=frozenset(remapped),
             )
+            if remapped:  # records pointing at users whose mapping changed are read again and rewritten
+                downloader.arrived.setdefault(USER_ENTITY, set()).update(remapped)
             for plan in plans:
                 await downloader.sync(plan, full=full)
                 if plan.deletion is DeletionStrategy.SWEEP:
@@ -718,6 +730,36 @@ class SyncEngine:
                                 [(plan, render_filter(_entity_filter(plan))) for plan in plans], rec)
 
         return await self._run(profile, "verify", RunTrigger.MANUAL, body)
+
+    # -- owner mapping (sync/owner_mapping.py) ---------------------------------------------------
+
+    async def user_mapping(self, profile: str) -> list[UserMatch]:
+        """How each server user maps to the client organization's users, read live (no run recorded)."""
+        async with self._session(profile) as (_, pair):
+            mapping = await read_user_mapping(pair.server, pair.client)
+        return list(mapping.matches) if mapping is not None else []
+
+    async def _map_users(
+        self, profile: str, pair: OrganizationPair, rec: RunRecorder, *, show: bool, store: bool = True
+    ) -> tuple[UserMapping | None, set[str]]:
+        """Match the server's users to the client's own (by email): stored, and logged when ``show``.
+
+        Returns the mapping (None when either side has no user entity yet) and the server users
+        whose mapping changed since it was last stored.
+        """
+        mapping = await read_user_mapping(pair.server, pair.client)
+        if mapping is None:
+            return None, set()
+        new: set[str] = set()
+        if store:
+            new = await save_user_mapping(self._db, profile, mapping)
+        if show:
+            info, warnings = mapping.log_lines()
+            for line in info:
+                rec.info(line, USER_ENTITY)
+            for line in warnings:
+                rec.warning(line, USER_ENTITY)
+        return mapping, new
 
     # -- tracking on the server (console: Tracking dialog; logic in sync/tracking_config.py) --------
 

@@ -22,6 +22,7 @@ from crmsync_desktop.store.db import Database
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import LookupValue, Record
 from crmsync_desktop.sync.download import EntityPlan
+from crmsync_desktop.sync.owner_mapping import USER_ENTITY, load_stored_mapping
 from crmsync_desktop.sync.records import content_hash, project
 from crmsync_desktop.sync.run_recorder import RunRecorder
 
@@ -63,10 +64,16 @@ async def verify_entity(
 ) -> EntityDifferences:
     fields = plan.fields.fields
     pid = plan.fields.primary_id
+    # Owner mapping (sync/owner_mapping.py): client users mapped from server users compare as those
+    # server users; a mapped server user and its client user are one person, not a difference.
+    users = await load_stored_mapping(db, profile)
+    same_person = (set(users.to_client), set(users.to_server)) if plan.entity == USER_ENTITY else (set(), set())
     expected: dict[int, str] = {}
     async for page in server.read_pages(plan.entity, fields, fetch_filter=fetch_filter):
         projected_page = [project(record, plan.fields) for record in page.records]
         for projected in await _as_writable(db, profile, plan, projected_page):
+            if str(projected[pid]).lower() in same_person[0]:
+                continue
             expected[uuid.UUID(str(projected[pid])).int] = content_hash(projected, fields)
         recorder.progress(plan.entity, "verify", len(expected))
     server_count = len(expected)
@@ -74,7 +81,9 @@ async def verify_entity(
     client_count = different = extra = client_only = 0
     unmatched_extra: list[str] = []
     async for page in client.read_pages(plan.entity, plan.fields.client_fields):
-        projected_page = [project(plan.fields.from_client(record), plan.fields) for record in page.records]
+        projected_page = [project(users.server_record(plan.fields.from_client(record)), plan.fields)
+                          for record in page.records
+                          if str(plan.fields.from_client(record).get(pid, "")).lower() not in same_person[1]]
         for projected in await _as_writable(db, profile, plan, projected_page):
             client_count += 1
             rid = str(projected[pid]).lower()

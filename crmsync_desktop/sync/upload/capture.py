@@ -45,6 +45,7 @@ from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import ChangePage, ChangeToken, LookupValue, Record
 from crmsync_desktop.sync.download import ID_CHUNK, state_to_token, token_to_state, with_ids
 from crmsync_desktop.sync.filters import EvaluationContext, evaluate
+from crmsync_desktop.sync.owner_mapping import USER_ENTITY, UserMapping, load_stored_mapping
 from crmsync_desktop.sync.records import content_hash, project
 from crmsync_desktop.sync.upload.plans import (
     CLIENT_TOKEN_PREFIX,
@@ -84,6 +85,7 @@ class ChangeCapture:
         self._clock = clock
         self._upload_existing = upload_existing
         self._identity: tuple[str, str] | None = None
+        self._users: UserMapping | None = None  # owner mapping as the last sync stored it (read once)
 
     # -- the change feed -------------------------------------------------------------------------
 
@@ -131,7 +133,14 @@ class ChangeCapture:
     ) -> int:
         entity, pid = plan.entity, plan.primary_id
         raw = {str(r[pid]).lower(): r for r in page.upserts if r.get(pid)}
-        projected = {rid: project(r, plan.fields) for rid, r in raw.items()}
+        if self._users is None:
+            self._users = await load_stored_mapping(self._db, self._profile)
+        users = self._users
+        if entity == USER_ENTITY and users:  # the client's own users that server users map to: not uploaded
+            raw = {rid: r for rid, r in raw.items() if rid not in users.to_server}
+        # Owner mapping: client user ids back to server user ids before hashing (the download hashed
+        # the server form), so the engine's own writes are echoes and transactions carry server ids.
+        projected = {rid: project(users.server_record(r), plan.fields) for rid, r in raw.items()}
         states = await repos.get_record_states(self._db, self._profile, entity, list(projected))
         baselines = await repos.get_upload_baselines(self._db, self._profile, entity, list(projected))
         keep: list[UploadBaseline] = []

@@ -41,6 +41,7 @@ from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.types import LookupValue, Record, RecordResult
 from crmsync_desktop.sync.download import ID_CHUNK, with_ids
 from crmsync_desktop.sync.filters import FetchFilter
+from crmsync_desktop.sync.owner_mapping import UserMapping, load_stored_mapping
 from crmsync_desktop.sync.records import content_hash, project
 from crmsync_desktop.sync.upload import conflicts
 from crmsync_desktop.sync.upload.conflicts import Outcome
@@ -141,6 +142,7 @@ class Delivery:
         self._clock = clock
         self.settings = settings or DeliverySettings()
         self._publish = publish or (lambda event: None)
+        self._users = UserMapping()  # owner mapping (sync/owner_mapping.py), loaded per drain
 
     # -- the drain -------------------------------------------------------------------------------
 
@@ -149,6 +151,7 @@ class Delivery:
         by_name = {p.entity: p for p in plans}
         order = {p.entity: i for i, p in enumerate(plans)}
         result = DrainResult()
+        self._users = await load_stored_mapping(self._db, self._profile)
         attempted: set[int] = set()
         while True:
             batch = await repos.next_delivery_batch(
@@ -222,7 +225,7 @@ class Delivery:
         local_owners = await self._client_only_owners(plan, txns)
         for t in txns:
             rid = _rid(t)
-            values = decode_record(t.payload.get("values", {}))
+            values = self._users.server_record(decode_record(t.payload.get("values", {})))  # client user -> server
             if t.operation is TransactionOperation.CREATE:
                 record = _shape(plan, rid, values, None, create=True)
                 owner = record.get(plan.owner_field) if plan.owner_field else None
@@ -268,7 +271,7 @@ class Delivery:
         owners: dict[str, set[str]] = defaultdict(set)
         for t in txns:
             if t.operation is TransactionOperation.CREATE:
-                owner = decode_record(t.payload.get("values", {})).get(plan.owner_field)
+                owner = self._users.server_value(decode_record(t.payload.get("values", {})).get(plan.owner_field))
                 if isinstance(owner, LookupValue):
                     owners[owner.entity].add(owner.id.lower())
         local: set[_Key] = set()
@@ -341,7 +344,7 @@ class Delivery:
         take_server: list[tuple[OfflineTransaction, str]] = []
         for t in txns:
             rid = _rid(t)
-            values = decode_record(t.payload.get("values", {}))
+            values = self._users.server_record(decode_record(t.payload.get("values", {})))  # client user -> server
             changed = _changed(t) or list(plan.fields.data_fields)
             found = current.get(rid)
             server_record = found.record if found else None
@@ -387,7 +390,7 @@ class Delivery:
         current = {t.id for t in full}
         records = []
         for t in txns:
-            values = decode_record(t.payload.get("values", {}))
+            values = self._users.server_record(decode_record(t.payload.get("values", {})))  # client user -> server
             if t.id in current:
                 records.append(_shape(plan, _rid(t), values, None, create=True))
             else:
@@ -422,7 +425,8 @@ class Delivery:
         now = self._clock()
         ok: list[tuple[OfflineTransaction, str]] = []
         if present:
-            records = [plan.fields.to_client(current[_rid(t)].record) for t, _ in present]
+            # Owner mapping: the server's version is written with the client's own users.
+            records = [plan.fields.to_client(self._users.client_record(current[_rid(t)].record)) for t, _ in present]
             try:
                 results = await self._client.upsert_many(entity, records)
             except CrmSyncError as exc:
@@ -481,7 +485,7 @@ class Delivery:
     async def _assigns(self, plan: UploadPlan, txns: list[OfflineTransaction], work: _Level, report: UploadLog) -> None:
         done = []
         for t in txns:
-            owner = decode_value(t.payload.get("owner"))
+            owner = self._users.server_value(decode_value(t.payload.get("owner")))  # client user -> server user
             if not isinstance(owner, LookupValue):
                 work.errors[t.id] = "The new owner is missing from the transaction."
                 continue

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ID_CHUNK = 500  # ids per server re-check / by-id fetch (keeps FetchXML well under URL limits)
-WRITE_SLICE = 1000  # records written to the client, then recorded, at a time (what a crash may rewrite)
+WRITE_SLICE = 500  # records written to the client, then recorded, at a time: one bulk request (what a crash may rewrite)
 # CPU work over a batch at least this big (projection, hashing, lookup checks) runs in a worker
 # thread, so the event loop (the console's, under qasync) is never blocked for a whole page.
 OFFLOAD_AT = 200

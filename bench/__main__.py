@@ -93,7 +93,7 @@ def group_of(r: dict[str, Any]) -> str:
     f = r["figure"].lower()
     if "peak memory" in f and "full sync" in f:
         return "memory"
-    if f.startswith("full sync") or "limit-derived" in f or "naive" in f:
+    if f.startswith("full sync") or "limit-derived" in f or "naive" in f or "organizations allow" in f:
         return "sync"
     if "incremental" in f or "requests (server" in f:
         return "incremental"

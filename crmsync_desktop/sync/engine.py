@@ -680,6 +680,13 @@ class SyncEngine:
         dry_run: bool,
     ) -> tuple[RunResult, dict[tuple[str, str], list[str]] | None]:
         async def body(rec: RunRecorder, p: ConnectionProfile, pair: OrganizationPair) -> dict[tuple[str, str], list[str]]:
+            if not dry_run and p.name in self._upload_tasks:
+                # Uploads run for this profile (service mode, the console): client edits not captured
+                # yet (made since the last probe, or while the process was down) are queued now, so
+                # the download below does not overwrite them (found by the chaos soak).
+                captured = await self.uploads(p.name).capture_once(lock_held=True)
+                if captured:
+                    rec.info(f"Queued {captured} client change(s) made since the last capture before downloading")
             if not dry_run and (await repos.count_transactions(self._db, p.name)).get(TransactionStatus.PENDING):
                 # Upload before download (as Resco does): the client's pending changes reach the
                 # server first, so the download does not overwrite them.

@@ -189,11 +189,15 @@ class UploadService:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    async def capture_once(self, *, probe: bool = True) -> int:
-        """Queue the client's changes since the last capture; returns how many transactions were queued."""
+    async def capture_once(self, *, probe: bool = True, lock_held: bool = False) -> int:
+        """Queue the client's changes since the last capture; returns how many transactions were queued.
+
+        ``lock_held``: the caller already holds the ``exclusive`` lock (the engine, right before it
+        downloads), so capture runs now instead of skipping.
+        """
         report = UploadLog()
         try:
-            return await self._capture(report, probe=probe)
+            return await self._capture(report, probe=probe, lock_held=lock_held)
         finally:
             await self._finish(report)
 
@@ -332,13 +336,13 @@ class UploadService:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    async def _capture(self, report: UploadLog, *, probe: bool = True) -> int:
+    async def _capture(self, report: UploadLog, *, probe: bool = True, lock_held: bool = False) -> int:
         if not self._due(self._client):
             return 0
-        if self._exclusive is not None and self._exclusive.locked():
+        if not lock_held and self._exclusive is not None and self._exclusive.locked():
             return 0  # the engine is writing the client: capture after it
         try:
-            async with self._exclusive or contextlib.nullcontext():
+            async with (contextlib.nullcontext() if lock_held or self._exclusive is None else self._exclusive):
                 plans = await self.plans()
                 pair = await self._open()
                 capture = self._capture_with(pair.client)

@@ -55,7 +55,6 @@ WRITE_SLICE = 500  # records written to the client, then recorded, at a time: on
 OFFLOAD_AT = 200
 DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
 WAITING_UPLOAD = "a client change to this record is waiting to upload; fetched again after it is delivered"
-CLIENT_EDITED = "edited on the client since the last capture; fetched again after the edit is uploaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +302,6 @@ class EntityDownloader:
         changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]
                    or (self._remapped and _points_at(r, self._remapped))]
         self._rec.count(entity, "unchanged", len(projected) - len(changed))
-        if changed and not self.dry_run:
-            changed = await self._hold_client_edits(plan, changed, held)
         if not changed:
             return
         if self.dry_run:
@@ -364,41 +361,6 @@ class EntityDownloader:
             await repos.add_download_retries(self._db, self._profile, entity, retry)
         for rid, error in failures.items():
             self._rec.error(f"Record {rid} was not written to the client: {error} (it will be retried)", entity)
-
-    async def _hold_client_edits(
-        self, plan: EntityPlan, changed: list[Record], held: Mapping[str, RecordState]
-    ) -> list[Record]:
-        """Leave out records a user edited on the client since the engine last wrote or captured them.
-
-        The upload side may not have seen that edit yet (it probes every few seconds); writing the
-        server's version now would overwrite it before it is captured. Such records wait in the
-        retry set: the edit is captured and uploaded first (conflict rules apply there), then the
-        record is fetched again. One client read per 500 such records; nothing for new records.
-        """
-        pid = plan.fields.primary_id
-        # Records rewritten because an owner mapping changed differ from what was written on purpose.
-        existing = [str(r[pid]) for r in changed
-                    if str(r[pid]) in held and not (self._remapped and _points_at(r, self._remapped))]
-        if not existing:
-            return changed
-        edited: set[str] = set()
-        for start in range(0, len(existing), ID_CHUNK):
-            chunk = existing[start : start + ID_CHUNK]
-            xml = with_ids(FetchFilter(entity=plan.entity), plan.entity, plan.fields.client_id_name, chunk)
-            async for page in self._client.read_pages(plan.entity, plan.fields.client_fields, fetch_filter=xml):
-                for raw in page.records:
-                    record = project(self._users.server_record(plan.fields.from_client(raw)), plan.fields)
-                    rid = str(record.get(pid, "")).lower()
-                    state = held.get(rid)
-                    if state is not None and content_hash(record, plan.fields.fields) != state.content_hash:
-                        edited.add(rid)
-        if not edited:
-            return changed
-        self._rec.count(plan.entity, "skipped", len(edited))
-        self._rec.info(f"{len(edited)} record(s) were edited on the client since the last capture: their upload "
-                       "goes first, then they are fetched again", plan.entity)
-        await repos.add_download_retries(self._db, self._profile, plan.entity, {rid: CLIENT_EDITED for rid in edited})
-        return [r for r in changed if str(r[pid]) not in edited]
 
     async def _defer_missing_lookups(self, plan: EntityPlan, records: list[Record]) -> tuple[list[Record], set[str]]:
         """Leave out lookups whose target the client cannot have yet; return the ids to rewrite later."""

@@ -94,25 +94,3 @@ def test_background_uploads_start_for_a_profile_connected_later(tmp_path) -> Non
         assert asyncio.run(scenario()) == "edited while the console runs"
     finally:
         db.close()
-
-
-def test_download_never_overwrites_a_client_edit_capture_has_not_seen_yet(rig: Rig) -> None:
-    ids = seed_accounts(rig, 4)
-    connect_and_enable(rig, EntityConfig("account"))
-    rig.run(rig.engine.sync(PROFILE, full=True))
-    # A user edits on the client; before the upload loop's next probe, the server changes the record.
-    rig.client.put("account", {client_key(rig): ids[1], "telephone1": "+1 555 0100 (client)"})
-    rig.server.put("account", {"accountid": ids[1], "name": "renamed on the server"})
-    result = rig.run(rig.engine.sync(PROFILE))
-    assert result.status is RunStatus.SUCCEEDED, result.error
-    assert rig.client.get("account", ids[1])["telephone1"] == "+1 555 0100 (client)"  # not overwritten
-    assert rig.run(repos.count_download_retries(rig.db, PROFILE)) == {"account": 1}  # fetched again later
-    # The edit is captured and uploaded (conflict rules apply there), then the record is fetched again.
-    uploads = rig.engine.uploads(PROFILE)
-    assert rig.run(uploads.capture_once()) == 1
-    rig.run(uploads.drain_once())
-    rig.run(rig.engine.sync(PROFILE))
-    assert rig.run(repos.count_download_retries(rig.db, PROFILE)) == {}
-    _, report = rig.run(rig.engine.verify(PROFILE))
-    assert report is not None and report.in_sync
-    rig.run(rig.engine.aclose())

@@ -55,6 +55,7 @@ WRITE_SLICE = 500  # records written to the client, then recorded, at a time: on
 OFFLOAD_AT = 200
 DEFERRED_LOOKUP = "lookup target not on the client yet; rewritten at the end of the run"
 WAITING_UPLOAD = "a client change to this record is waiting to upload; fetched again after it is delivered"
+CLIENT_EDITED = "edited on the client since the last capture; fetched again after the edit is captured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +155,12 @@ class EntityDownloader:
         dry_run: bool = False,
         users: UserMapping | None = None,
         remapped_users: frozenset[str] = frozenset(),
+        captured_entities: frozenset[str] = frozenset(),
     ) -> None:
         self.dry_run = dry_run
+        # Entities whose client changes are captured for upload: a client edit capture has not seen
+        # yet is never overwritten there (see _hold_client_edits).
+        self._captured = captured_entities
         # Owner mapping (sync/owner_mapping.py): lookups to server users mapped to the client's own
         # users are written as those client users; hashes and record states stay in server form.
         self._users = users or UserMapping()
@@ -302,6 +307,8 @@ class EntityDownloader:
         changed = [r for r in projected if (held.get(str(r[pid])) or _NO_STATE).content_hash != hashes[str(r[pid])]
                    or (self._remapped and _points_at(r, self._remapped))]
         self._rec.count(entity, "unchanged", len(projected) - len(changed))
+        if changed and not self.dry_run and entity in self._captured:
+            changed = await self._hold_client_edits(plan, changed, held, hashes)
         if not changed:
             return
         if self.dry_run:
@@ -330,7 +337,6 @@ class EntityDownloader:
         pid = plan.fields.primary_id
         written_records = {str(r[pid]).lower(): r for r in changed}
         states: list[RecordState] = []
-        baselines: list[UploadBaseline] = []
         failures: dict[str, str] = {}
         succeeded: list[str] = []
         for result in results:
@@ -345,14 +351,17 @@ class EntityDownloader:
                         content_hash=hashes.get(rid),
                     )
                 )
-                if rid in written_records:  # what capture compares a later client edit with, field by field
-                    baselines.append(UploadBaseline(rid, hashes[rid], record_digests(written_records[rid], plan.fields)))
                 self._rec.count(entity, "updated" if rid in held else "created")
                 if rid not in held:
                     self.arrived.setdefault(entity, set()).add(rid)
             else:
                 failures[rid] = result.error or "rejected by the client organization"
                 self._rec.count(entity, "failed")
+        # What capture compares a later client edit with, field by field (off the event loop: the
+        # per-field digests of a 500-record slice take tens of milliseconds).
+        baselines = await _cpu(len(succeeded), lambda: [
+            UploadBaseline(rid, hashes[rid], record_digests(written_records[rid], plan.fields))
+            for rid in succeeded if rid in written_records])
         await repos.record_client_writes(self._db, self._profile, entity, states, baselines)
         written = set(succeeded)
         retry = {rid: DEFERRED_LOOKUP for rid in deferred if rid in written}
@@ -361,6 +370,57 @@ class EntityDownloader:
             await repos.add_download_retries(self._db, self._profile, entity, retry)
         for rid, error in failures.items():
             self._rec.error(f"Record {rid} was not written to the client: {error} (it will be retried)", entity)
+
+    async def _hold_client_edits(
+        self, plan: EntityPlan, changed: list[Record], held: Mapping[str, RecordState], hashes: Mapping[str, str]
+    ) -> list[Record]:
+        """Leave out records a user edited on the client that change capture has not seen yet.
+
+        Capture probes every few seconds (and once more just before each download); an edit made
+        in between would be overwritten by the server's version before it is captured, and lost.
+        The client copy of every record about to be overwritten is read (one request per 500; none
+        for new records) and a record is held back when its content is none of: what the engine
+        last wrote (``record_state``), what capture last saw (the upload baseline), or the version
+        being written now (a write that reached the client before a crash, whose state was not
+        recorded). A held record goes to the retry set: capture queues the edit, the upload goes
+        first (conflict rules apply there), then the record is fetched again.
+        """
+        pid = plan.fields.primary_id
+        # Records rewritten because an owner mapping changed differ from what was written on purpose.
+        existing = [str(r[pid]) for r in changed
+                    if str(r[pid]) in held and not (self._remapped and _points_at(r, self._remapped))]
+        if not existing:
+            return changed
+        baselines = await repos.get_upload_baselines(self._db, self._profile, plan.entity, existing)
+        client_copies: list[Record] = []
+        for start in range(0, len(existing), ID_CHUNK):
+            chunk = existing[start : start + ID_CHUNK]
+            xml = with_ids(FetchFilter(entity=plan.entity), plan.entity, plan.fields.client_id_name, chunk)
+            async for page in self._client.read_pages(plan.entity, plan.fields.client_fields, fetch_filter=xml):
+                client_copies.extend(page.records)
+
+        def edited_ids() -> set[str]:
+            edited: set[str] = set()
+            for raw in client_copies:
+                record = project(self._users.server_record(plan.fields.from_client(raw)), plan.fields)
+                rid = str(record.get(pid, "")).lower()
+                if rid not in held:
+                    continue
+                now = content_hash(record, plan.fields.fields)
+                seen = baselines.get(rid)
+                known = {held[rid].content_hash, hashes.get(rid), seen.content_hash if seen else None}
+                if now not in known:
+                    edited.add(rid)
+            return edited
+
+        edited = await _cpu(len(client_copies), edited_ids)
+        if not edited:
+            return changed
+        self._rec.count(plan.entity, "skipped", len(edited))
+        self._rec.info(f"{len(edited)} record(s) were edited on the client and not captured yet: the edit is "
+                       "uploaded first, then they are fetched again", plan.entity)
+        await repos.add_download_retries(self._db, self._profile, plan.entity, {rid: CLIENT_EDITED for rid in edited})
+        return [r for r in changed if str(r[pid]).lower() not in edited]
 
     async def _defer_missing_lookups(self, plan: EntityPlan, records: list[Record]) -> tuple[list[Record], set[str]]:
         """Leave out lookups whose target the client cannot have yet; return the ids to rewrite later."""

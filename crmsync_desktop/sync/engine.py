@@ -71,7 +71,7 @@ from crmsync_desktop.sync.tracking_config import (
     apply_tracking_changes,
     read_overview,
 )
-from crmsync_desktop.sync.upload.plans import UploadPlan, build_upload_plans
+from crmsync_desktop.sync.upload.plans import CLIENT_TOKEN_PREFIX, UploadPlan, build_upload_plans
 from crmsync_desktop.sync.upload.service import OrganizationPairLike, Planner, UploadService, UploadSettings
 from crmsync_desktop.sync.verify import VerifyReport, verify
 
@@ -697,9 +697,14 @@ class SyncEngine:
             plans, context, server_meta = await self._plans(p.name, pair, entities)
             # Owner mapping (sync/owner_mapping.py): shown in the log of every Sync All.
             users, remapped = await self._map_users(p.name, pair, rec, show=full, store=not dry_run)
+            # Entities whose client changes are captured for upload (capture has a client token):
+            # the download there never overwrites a client edit capture has not seen yet.
+            captured = frozenset(st.entity.removeprefix(CLIENT_TOKEN_PREFIX)
+                                 for st in await repos.list_sync_states(self._db, p.name)
+                                 if st.entity.startswith(CLIENT_TOKEN_PREFIX))
             downloader = EntityDownloader(
                 db=self._db, profile=p.name, server=pair.server, client=pair.client, recorder=rec, context=context,
-                dry_run=dry_run, users=users, remapped_users=frozenset(remapped),
+                dry_run=dry_run, users=users, remapped_users=frozenset(remapped), captured_entities=captured,
             )
             if remapped:  # records pointing at users whose mapping changed are read again and rewritten
                 downloader.arrived.setdefault(USER_ENTITY, set()).update(remapped)

@@ -16,7 +16,7 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -427,6 +427,13 @@ class RescoOrg:
             out[f.name] = f.to_db(value)
         return out
 
+    def _checked(self, entity: EntityDef, record_id: str, values: Mapping[str, Any]) -> _Checked:
+        """One ``write_many`` item validated and converted to column values, or why it is refused."""
+        try:
+            return _Checked(str(uuid.UUID(str(record_id))), self._values(entity, values))
+        except (SchemaError, ValueError) as exc:
+            return _Checked(None, {}, str(exc))
+
     def _insert(
         self,
         conn: sa.Connection,
@@ -437,21 +444,8 @@ class RescoOrg:
     ) -> dict[str, Any]:
         entity = self.entity(entity_name)
         row = self._values(entity, values)
-        now = _now()
-        row.update(
-            {
-                "id": str(uuid.UUID(record_id)) if record_id else str(uuid.uuid4()),
-                "createdon": now,
-                "modifiedon": now,
-                "createdby": user_id,
-                "createdby" + TARGET_SUFFIX: "systemuser",
-                "modifiedby": user_id,
-                "modifiedby" + TARGET_SUFFIX: "systemuser",
-                "versionnumber": self._next_version(conn),
-            }
-        )
-        if row.get("ownerid") is None:
-            row["ownerid"], row["ownerid" + TARGET_SUFFIX] = user_id, "systemuser"
+        key = str(uuid.UUID(record_id)) if record_id else str(uuid.uuid4())
+        row = _created_row(row, key, user_id, _now(), self._next_version(conn))
         try:
             conn.execute(self.tables[entity.name].insert().values(**row))
         except sa.exc.IntegrityError as exc:
@@ -486,37 +480,50 @@ class RescoOrg:
 
         Each item is validated before anything of it is written, so a bad record only gets its own
         ``(400, message)`` and the others land; ``(404, …)`` when missing and not ``create``;
-        ``(200, None)`` updated, ``(201, None)`` created.
+        ``(200, None)`` updated, ``(201, None)`` created. Every written item takes the next row
+        version in request order, as if the items were written one by one.
+
+        Set-based, because this is the emulator's hot path (a full sync writes every record through
+        it, and row-by-row SQLAlchemy statements cost ~0.5 ms of CPU per record): one ``IN`` query
+        finds the existing records, one counter update reserves the batch's row versions, and one
+        ``executemany`` per set of columns writes the rows (``_plan_writes``, ``_final_rows``).
         """
         definition = self.entity(entity)
         table = self.tables[definition.name]
-        out: list[tuple[int, str | None]] = []
         with self._lock, self._engine.begin() as conn:
-            for record_id, values in items:
-                try:
-                    key = str(uuid.UUID(str(record_id)))
-                    row = self._values(definition, values)
-                except (SchemaError, ValueError) as exc:
-                    out.append((400, str(exc)))
-                    continue
-                exists = conn.execute(sa.select(table.c.id).where(table.c.id == key)).first() is not None
-                if exists:
-                    row.update(
-                        {
-                            "modifiedon": _now(),
-                            "modifiedby": user_id,
-                            "modifiedby" + TARGET_SUFFIX: "systemuser",
-                            "versionnumber": self._next_version(conn),
-                        }
-                    )
-                    conn.execute(table.update().where(table.c.id == key).values(**row))
-                    out.append((200, None))
-                elif create:
-                    self._insert(conn, definition.name, values, user_id, key)
-                    out.append((201, None))
-                else:
-                    out.append((404, f"{entity} With Id = {key} Does Not Exist"))
+            checked = [self._checked(definition, record_id, values) for record_id, values in items]
+            existing = self._existing_ids(conn, table, [c.key for c in checked if c.key is not None])
+            out, writes = _plan_writes(entity, checked, existing, create)
+            first_version = self._reserve_versions(conn, len(writes))
+            inserts, updates = _final_rows(writes, user_id, _now(), first_version)
+            for rows in _by_columns(inserts):
+                conn.execute(table.insert(), rows)
+            for rows in _by_columns(updates):
+                conn.execute(table.update().where(table.c.id == sa.bindparam(_KEY_PARAM)), rows)
         return out
+
+    def _existing_ids(self, conn: sa.Connection, table: sa.Table, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are stored (one query per 500, well under SQLite's bound-parameter limit)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        for k in range(0, len(unique), 500):
+            found.update(conn.execute(sa.select(table.c.id).where(table.c.id.in_(unique[k : k + 500]))).scalars())
+        return found
+
+    def _reserve_versions(self, conn: sa.Connection, count: int) -> int:
+        """Take ``count`` row versions in one counter update; returns the first (unused when ``count`` is 0).
+
+        Same numbers as ``count`` calls of ``_next_version`` in the same transaction, under the org lock.
+        """
+        if count == 0:
+            return 0
+        value = conn.execute(
+            _sys.update()
+            .where(_sys.c.key == "rowversion")
+            .values(value=sa.cast(sa.cast(_sys.c.value, sa.BigInteger) + count, sa.Text))
+            .returning(_sys.c.value)
+        ).scalar_one()
+        return int(value) - count + 1
 
     def delete_many(self, entity: str, ids: Iterable[str]) -> list[tuple[int, str | None]]:
         """``DeleteMultiple`` in one transaction: ``(204, None)`` deleted, ``(404, …)`` missing."""
@@ -607,6 +614,121 @@ class RescoOrg:
     def scalar(self, statement: sa.Select[Any]) -> Any:
         with self._engine.connect() as conn:
             return conn.execute(statement).scalar()
+
+
+# ---- write_many, set-based ---------------------------------------------------------------------
+
+_KEY_PARAM = "_key"  # the WHERE parameter of the executemany UPDATE (not a column name, which SET owns)
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A ``write_many`` item after validation: its normalised id and column values, or ``error``."""
+
+    key: str | None
+    row: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Write:
+    """An item that will be written: ``insert`` for a new record, else an update of a stored one."""
+
+    key: str
+    row: dict[str, Any]
+    insert: bool
+
+
+def _plan_writes(
+    entity: str, checked: list[_Checked], existing: set[str], create: bool
+) -> tuple[list[tuple[int, str | None]], list[_Write]]:
+    """Per-item results, and the items to write in request order.
+
+    An id repeated in one request is created by its first occurrence and updated by the others,
+    exactly as writing the items one by one would do.
+    """
+    present = set(existing)
+    results: list[tuple[int, str | None]] = []
+    writes: list[_Write] = []
+    for item in checked:
+        if item.key is None:
+            results.append((400, item.error))
+        elif item.key in present:
+            writes.append(_Write(item.key, item.row, insert=False))
+            results.append((200, None))
+        elif create:
+            present.add(item.key)
+            writes.append(_Write(item.key, item.row, insert=True))
+            results.append((201, None))
+        else:
+            results.append((404, f"{entity} With Id = {item.key} Does Not Exist"))
+    return results, writes
+
+
+def _final_rows(
+    writes: list[_Write], user_id: str, now: dt.datetime, first_version: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows to INSERT and the rows to UPDATE (by ``_KEY_PARAM``), one per record.
+
+    Row versions go to the writes in request order. Later writes of the same id are folded into
+    its first one (later values win, the last version stays), which leaves the same stored row as
+    writing them one after the other, without ordering statements across column sets.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    inserted: list[str] = []
+    for version, write in enumerate(writes, start=first_version):
+        if write.insert:
+            rows[write.key] = _created_row(write.row, write.key, user_id, now, version)
+            inserted.append(write.key)
+            continue
+        row = _modified_row(write.row, user_id, now, version)
+        if write.key in rows:
+            rows[write.key].update(row)
+        else:
+            rows[write.key] = row
+    new = set(inserted)
+    updates = [{**row, _KEY_PARAM: key} for key, row in rows.items() if key not in new]
+    return [rows[key] for key in inserted], updates
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their set of columns: ``executemany`` needs the same parameters in every row."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
+
+
+def _created_row(row: dict[str, Any], key: str, user_id: str, now: dt.datetime, version: int) -> dict[str, Any]:
+    """A new record's column values plus what the service maintains; the caller is the default owner."""
+    row.update(
+        {
+            "id": key,
+            "createdon": now,
+            "modifiedon": now,
+            "createdby": user_id,
+            "createdby" + TARGET_SUFFIX: "systemuser",
+            "modifiedby": user_id,
+            "modifiedby" + TARGET_SUFFIX: "systemuser",
+            "versionnumber": version,
+        }
+    )
+    if row.get("ownerid") is None:
+        row["ownerid"], row["ownerid" + TARGET_SUFFIX] = user_id, "systemuser"
+    return row
+
+
+def _modified_row(row: dict[str, Any], user_id: str, now: dt.datetime, version: int) -> dict[str, Any]:
+    """An update's column values plus the modification columns the service maintains."""
+    row.update(
+        {
+            "modifiedon": now,
+            "modifiedby": user_id,
+            "modifiedby" + TARGET_SUFFIX: "systemuser",
+            "versionnumber": version,
+        }
+    )
+    return row
 
 
 def _guid(value: str) -> str:

@@ -2,8 +2,8 @@
 
 Tasks: ``setup`` (save the connection, Connect the listed entities, enable them), ``sync`` (through
 ``SyncEngine.sync``; ``full`` or incremental), ``configure`` (entity settings: deletion strategy).
-Prints one JSON line: seconds, run status and counts, HTTP requests per host, peak RSS (MiB) and,
-when asked, the tracemalloc peak.
+Prints one JSON line: seconds, CPU seconds (process and event-loop thread), run status and counts,
+HTTP requests per host, peak RSS (MiB) and, when asked, the tracemalloc peak.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
                                                SecretKind.CLIENT_PASSWORD: info["resco_password"]})
         task = spec["task"]
         started = time.perf_counter()
+        cpu_started, loop_cpu_started = time.process_time(), time.thread_time()
         if task == "setup":
             result, report = await engine.connect(PROFILE, options["entities"])
             configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
@@ -104,6 +105,10 @@ async def _engine_task(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             raise SystemExit(f"unknown task {task}")
         out["seconds"] = time.perf_counter() - started
+        # CPU of this process (every thread: event loop, to_thread offloads, store threads) and of
+        # the event-loop thread alone.
+        out["cpu_seconds"] = time.process_time() - cpu_started
+        out["loop_cpu_seconds"] = time.thread_time() - loop_cpu_started
         if result is not None:
             out.update(status=result.status.value, summary=result.summary, error=result.error, counts=result.counts,
                        run_id=result.run_id)

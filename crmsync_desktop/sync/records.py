@@ -153,16 +153,83 @@ def _canonical(value: object) -> object:
     return value
 
 
+def _reference_blob(items: list[list[object]]) -> str:
+    """The hashed text as first defined: the ``[name, canonical value]`` pairs as compact JSON.
+
+    Stored hashes (``record_state``, ``upload_baseline``) are of exactly this text, so it must never
+    change; :func:`_fragment` produces the same characters faster and falls back to this for any
+    value it does not know.
+    """
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# What ``json.dumps(..., ensure_ascii=False)`` writes for a string (the C encoder when available).
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_EXACT_INT = 2**53  # ints up to this survive ``round(float(n), 6)`` unchanged
+
+
+def _fragment(value: object) -> str:
+    """The JSON of ``_canonical(value)``, as :func:`_reference_blob` writes it (``value`` is not None)."""
+    kind = type(value)
+    if kind is str:
+        if value[10:11] == "T" and _ISO_DATETIME.match(value):  # type: ignore[index, arg-type]
+            value = _canonical(value)
+        return _json_str(value)  # type: ignore[no-any-return]
+    if kind is int:
+        if -_EXACT_INT <= value <= _EXACT_INT:  # type: ignore[operator]
+            return int.__repr__(value)  # type: ignore[arg-type]
+    elif kind is bool:
+        return "true" if value else "false"
+    elif kind is float:
+        if value.is_integer():  # type: ignore[attr-defined]  # finite and whole: round() keeps it as is
+            return int.__repr__(int(value))  # type: ignore[call-overload]
+        number = round(value, 6)  # type: ignore[call-overload]
+        if number.is_integer():
+            return int.__repr__(int(number))
+        if number - number == 0.0:  # finite (NaN and infinities take the general path)
+            return float.__repr__(number)
+    elif kind is LookupValue:
+        entity, rid = value.entity, value.id  # type: ignore[attr-defined]
+        if type(entity) is str and type(rid) is str:
+            return f'["@lookup",{_json_str(entity)},{_json_str(rid.lower())}]'
+    return _reference_blob(_canonical(value))  # type: ignore[arg-type]
+
+
+_NAMES: dict[object, tuple[tuple[str, str], ...]] = {}
+
+
+def _hashed_names(fields: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The distinct field names in hash order, each with its ``["name",`` prefix (cached per tuple)."""
+    cacheable = type(fields) is tuple
+    if cacheable:
+        found = _NAMES.get(fields)
+        if found is not None:
+            return found
+    names = tuple((name, f"[{_json_str(name)},") for name in sorted(set(fields)))
+    if cacheable:
+        if len(_NAMES) > 512:
+            _NAMES.clear()
+        _NAMES[fields] = names
+    return names
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
 def content_hash(record: Mapping[str, object], fields: Iterable[str]) -> str:
-    """A stable hash of the given fields' values (absent and null are the same)."""
-    items = []
-    for name in sorted(set(fields)):
-        value = record.get(name)
-        if value is None:
-            continue
-        items.append([name, _canonical(value)])
-    blob = json.dumps(items, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=16).hexdigest()
+    """A stable hash of the given fields' values (absent and null are the same).
+
+    The blake2b-128 of ``[["name",value],...]`` (compact JSON, names sorted, canonical values; see
+    :func:`_reference_blob`), built here without a JSON encoder per record.
+    """
+    get = record.get
+    parts = []
+    for name, prefix in _hashed_names(fields):
+        value = get(name)
+        if value is not None:
+            parts.append(f"{prefix}{_fragment(value)}]")
+    return _digest(f"[{','.join(parts)}]")
 
 
 def evaluable(record: Mapping[str, object]) -> dict[str, object]:
@@ -171,8 +238,40 @@ def evaluable(record: Mapping[str, object]) -> dict[str, object]:
 
 
 def value_digest(value: object) -> str:
-    """A short digest of one field value (same canonical spelling as ``content_hash``)."""
-    return content_hash({"v": value}, ("v",))[:12]
+    """A short digest of one field value (same canonical spelling as ``content_hash``).
+
+    ``content_hash({"v": value}, ("v",))[:12]``.
+    """
+    if value is None:
+        return _digest("[]")[:12]
+    return _value_digest(value)
+
+
+# Recent value digests: picklists, flags, owners, cities repeat across records (a hit costs a tenth
+# of a digest). Strings are keyed by themselves, numbers with their type (1, 1.0 and True are equal
+# dict keys but have different digests), lookups by their two strings.
+_DIGESTS: dict[object, str] = {}
+_DIGESTS_MAX = 8192
+_NUMBER_KINDS = frozenset({int, float, bool})
+
+
+def _value_digest(value: object) -> str:
+    kind = type(value)
+    if kind is str:
+        key: object = value
+    elif kind in _NUMBER_KINDS:
+        key = (kind, value)
+    elif kind is LookupValue and type(value.entity) is str and type(value.id) is str:  # type: ignore[attr-defined]
+        key = (kind, value.entity, value.id)  # type: ignore[attr-defined]
+    else:
+        return _digest(f'[["v",{_fragment(value)}]]')[:12]
+    found = _DIGESTS.get(key)
+    if found is None:
+        found = _digest(f'[["v",{_fragment(value)}]]')[:12]
+        if len(_DIGESTS) >= _DIGESTS_MAX:
+            _DIGESTS.clear()
+        _DIGESTS[key] = found
+    return found
 
 
 def record_digests(record: Mapping[str, object], fields: FieldPlan) -> dict[str, str]:
@@ -181,4 +280,12 @@ def record_digests(record: Mapping[str, object], fields: FieldPlan) -> dict[str,
     The download stores them for what it writes to the client, so change capture can tell which
     fields a user changed afterwards (and send only those).
     """
-    return {name: value_digest(record[name]) for name in fields.data_fields if record.get(name) is not None}
+    pid = fields.primary_id
+    get = record.get
+    out: dict[str, str] = {}
+    for name in fields.fields:
+        if name != pid:
+            value = get(name)
+            if value is not None:
+                out[name] = _value_digest(value)
+    return out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,50 @@ async def test_states_are_per_profile_and_go_with_the_profile(db: Database, prof
     assert await list_sync_states(db, "Other") == []
     with pytest.raises(ProfileNotFoundError):
         await upsert_record_states(db, "Nope", "account", [_record(1)])
+
+
+@pytest.mark.asyncio
+async def test_bulk_writes_store_what_sqlalchemy_core_stores(db: Database, profile: str) -> None:
+    """Record states and upload baselines skip Core's per-row work (``_common.upsert_many``); the
+    stored text (UTC timestamps, JSON) is still exactly what ``insert().values()`` writes."""
+    from sqlalchemy import insert, text
+
+    from crmsync_desktop.store import UploadBaseline
+    from crmsync_desktop.store.models import RecordStateModel, UploadBaselineModel
+    from crmsync_desktop.store.repos import record_client_writes
+
+    moments = [T0, datetime(2024, 3, 1, 14, 0, 0, 123, tzinfo=timezone(timedelta(hours=2))),
+               datetime(2024, 3, 1, 12, 0, 0, 999_999)]  # aware UTC, aware +02:00, naive (taken as UTC)
+    states = [RecordState(f"r{i}", when, f"v{i}", None if i else "c", f"h{i}") for i, when in enumerate(moments)]
+    baselines = [UploadBaseline(f"r{i}", f"h{i}", {"name": "abc", "\u00e9": i, "none": None}) for i in range(3)]
+    await record_client_writes(db, profile, "fast", states, baselines)
+    await upsert_record_states(db, profile, "fast", states[:1])  # an update of an existing row
+
+    def core(session: Any) -> None:
+        pid = session.execute(text("SELECT profile_id FROM record_state LIMIT 1")).scalar_one()
+        updated = session.execute(text("SELECT updated_at FROM upload_baseline LIMIT 1")).scalar_one()
+        session.execute(insert(RecordStateModel.__table__), [
+            {"profile_id": pid, "entity": "core", "record_id": s.record_id, "server_row_version": s.server_row_version,
+             "client_row_version": s.client_row_version, "content_hash": s.content_hash,
+             "last_synced_at": s.last_synced_at} for s in states])
+        session.execute(insert(UploadBaselineModel.__table__), [
+            {"profile_id": pid, "entity": "core", "record_id": b.record_id, "content_hash": b.content_hash,
+             "fields": dict(b.fields), "updated_at": datetime.fromisoformat(updated).replace(tzinfo=UTC)}
+            for b in baselines])
+
+    await db.run(core)
+
+    def stored(session: Any, table: str) -> dict[str, list[tuple[Any, ...]]]:
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        for row in session.execute(text(f"SELECT * FROM {table} ORDER BY entity, record_id")):
+            rows.setdefault(row[1], []).append((row[0], *row[2:]))
+        return rows
+
+    for table in ("record_state", "upload_baseline"):
+        rows = await db.read(lambda session, table=table: stored(session, table))
+        assert rows["fast"] == rows["core"], table
+    assert await get_record_states(db, profile, "fast", ["r0", "r1", "r2"]) == {
+        s.record_id: dataclasses.replace(s, last_synced_at=s.last_synced_at.astimezone(UTC) if s.last_synced_at.tzinfo
+                                         else s.last_synced_at.replace(tzinfo=UTC))
+        for s in states
+    }

@@ -1,8 +1,9 @@
 """Where each entity's sync stopped (``sync_state``) and what it saw of each record (``record_state``).
 
-``record_state`` can hold millions of rows, so it is written with Core
-``INSERT … ON CONFLICT DO UPDATE`` executemany in batches (about ten times faster than ORM
-``add_all``, stack-recipes §8) and read by primary-key prefix: (profile, entity) then record id.
+``record_state`` can hold millions of rows, so it is written with ``INSERT … ON CONFLICT DO UPDATE``
+executemany in batches (about ten times faster than ORM ``add_all``, stack-recipes §8; and as plain
+rows, ``_common.upsert_many``, without Core's per-row parameter work: about half the CPU of the
+download's bookkeeping) and read by primary-key prefix: (profile, entity) then record id.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from crmsync_desktop.store.coltypes import utcnow
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.store.models import RecordStateModel, SyncStateModel
-from crmsync_desktop.store.repos._common import IN_CHUNK, WRITE_CHUNK, chunked, profile_id
+from crmsync_desktop.store.repos._common import IN_CHUNK, bind_processor, chunked, profile_id, upsert_many
 from crmsync_desktop.store.values import RecordState, SyncState
 
 __all__ = [
@@ -51,7 +52,8 @@ def _to_sync_state(row: Row[Any]) -> SyncState:
 
 
 def _to_record_state(row: Row[Any]) -> RecordState:
-    return RecordState(record_id=row.record_id, **{name: getattr(row, name) for name in _RECORD_COLUMNS})
+    return RecordState(row.record_id, row.last_synced_at, row.server_row_version, row.client_row_version,
+                       row.content_hash)
 
 
 async def get_sync_state(db: Database, profile: str, entity: str) -> SyncState | None:
@@ -115,27 +117,25 @@ async def upsert_record_states(db: Database, profile: str, entity: str, states: 
     return await db.run(lambda session: write_record_states(session, profile_id(session, profile), entity, items))
 
 
+_RECORD_KEY = ("profile_id", "entity", "record_id")
+
+
 def write_record_states(session: Session, pid: int, entity: str, items: list[RecordState]) -> int:
     """The upsert itself, for repository functions that write record states with other rows atomically."""
-    stmt = insert(_R)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_R.c.profile_id, _R.c.entity, _R.c.record_id],
-        set_={name: stmt.excluded[name] for name in _RECORD_COLUMNS},
-    )
-    for batch in chunked(items, WRITE_CHUNK):
-        rows = [
-            {
-                "profile_id": pid,
-                "entity": entity,
-                "record_id": item.record_id,
-                "server_row_version": item.server_row_version,
-                "client_row_version": item.client_row_version,
-                "content_hash": item.content_hash,
-                "last_synced_at": item.last_synced_at,
-            }
-            for item in batch
-        ]
-        session.execute(stmt, rows)
+    stored = bind_processor(session, _R, "last_synced_at")
+    moments: dict[Any, Any] = {}  # a slice's states share one timestamp: convert it once
+
+    def when(moment: Any) -> Any:
+        found = moments.get(moment)
+        if found is None:
+            found = moments[moment] = stored(moment)
+        return found
+
+    upsert_many(session, _R, (*_RECORD_KEY, *_RECORD_COLUMNS), _RECORD_KEY, (
+        (pid, entity, item.record_id, item.server_row_version, item.client_row_version, item.content_hash,
+         when(item.last_synced_at))
+        for item in items
+    ))
     return len(items)
 
 

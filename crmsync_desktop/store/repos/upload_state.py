@@ -32,7 +32,7 @@ from crmsync_desktop.store.models import (
     SyncStateModel,
     UploadBaselineModel,
 )
-from crmsync_desktop.store.repos._common import IN_CHUNK, WRITE_CHUNK, chunked, profile_id
+from crmsync_desktop.store.repos._common import IN_CHUNK, bind_processor, chunked, profile_id, upsert_many
 from crmsync_desktop.store.repos.sync_state import write_record_states
 from crmsync_desktop.store.repos.transactions import _insert, _to_transaction
 from crmsync_desktop.store.values import (
@@ -104,24 +104,18 @@ async def list_upload_baseline_ids(
     return await db.read(work)
 
 
+_BASELINE_KEY = ("profile_id", "entity", "record_id")
+_BASELINE_COLUMNS = (*_BASELINE_KEY, "content_hash", "fields", "updated_at")
+
+
 def _upsert_baselines(session: Session, pid: int, entity: str, items: Sequence[UploadBaseline]) -> None:
     if not items:
         return
-    now = utcnow()
-    stmt = insert(_B)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_B.c.profile_id, _B.c.entity, _B.c.record_id],
-        set_={"content_hash": stmt.excluded.content_hash, "fields": stmt.excluded.fields, "updated_at": now},
-    )
-    for batch in chunked(items, WRITE_CHUNK):
-        session.execute(
-            stmt,
-            [
-                {"profile_id": pid, "entity": entity, "record_id": b.record_id, "content_hash": b.content_hash,
-                 "fields": dict(b.fields), "updated_at": now}
-                for b in batch
-            ],
-        )
+    now = bind_processor(session, _B, "updated_at")(utcnow())
+    as_json = bind_processor(session, _B, "fields")
+    upsert_many(session, _B, _BASELINE_COLUMNS, _BASELINE_KEY, (
+        (pid, entity, b.record_id, b.content_hash, as_json(dict(b.fields)), now) for b in items
+    ))
 
 
 def _forget_baselines(session: Session, pid: int, entity: str, ids: Sequence[str]) -> None:

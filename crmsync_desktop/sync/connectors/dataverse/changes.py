@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from crmsync_desktop import errors
-from crmsync_desktop.sync.connectors.dataverse.codec import READ_ANNOTATIONS, record_from_wire, select_list
+from crmsync_desktop.sync.connectors.dataverse.codec import READ_ANNOTATIONS, records_from_wire, select_list
 from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
 from crmsync_desktop.sync.connectors.dataverse.read import etags_of
 from crmsync_desktop.sync.connectors.http.transport import HttpTransport
@@ -37,8 +37,8 @@ DECODE_IN_THREAD_AT = 200  # rows: bigger pages are decoded in a worker thread (
 async def decode_rows(rows: Sequence[dict[str, Any]], meta: EntityMeta, fields: Sequence[str]) -> tuple[Record, ...]:
     """Wire rows as records; a big page is decoded in a worker thread so the caller's event loop is not held up."""
     if len(rows) < DECODE_IN_THREAD_AT:
-        return tuple(record_from_wire(r, meta, fields) for r in rows)
-    return await asyncio.to_thread(lambda: tuple(record_from_wire(r, meta, fields) for r in rows))
+        return records_from_wire(rows, meta, fields)
+    return await asyncio.to_thread(records_from_wire, rows, meta, fields)
 
 
 class ChangeReader:
@@ -79,8 +79,11 @@ class ChangeReader:
             body = await self._http.get_json(next_url, params=params, headers={"Prefer": prefer})
             params = None
             rows = rows_of(body)
-            upserts = [r for r in rows if not is_tombstone(r)]
-            deleted = tuple(str(r.get("id", "")).lower() for r in rows if is_tombstone(r) and r.get("id"))
+            upserts: list[dict[str, Any]] = []
+            tombstones: list[dict[str, Any]] = []
+            for r in rows:
+                (tombstones if is_tombstone(r) else upserts).append(r)
+            deleted = tuple(str(r.get("id", "")).lower() for r in tombstones if r.get("id"))
             next_url = body.get("@odata.nextLink")
             delta = body.get("@odata.deltaLink")
             if not next_url and not delta:

@@ -8,7 +8,7 @@ both read paths give the same shape. Writing: a :class:`LookupValue` becomes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
@@ -31,25 +31,53 @@ def select_list(meta: EntityMeta, fields: Iterable[str]) -> list[str]:
 
 
 def record_from_wire(row: dict[str, Any], meta: EntityMeta, fields: Sequence[str]) -> Record:
+    return record_decoder(meta, fields)(row)
+
+
+def records_from_wire(rows: Iterable[dict[str, Any]], meta: EntityMeta, fields: Sequence[str]) -> tuple[Record, ...]:
+    """A page of rows as records (which field is a lookup is worked out once per page, not per row)."""
+    decode = record_decoder(meta, fields)
+    return tuple(decode(r) for r in rows)
+
+
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def record_decoder(meta: EntityMeta, fields: Sequence[str]) -> Callable[[dict[str, Any]], Record]:
+    """``row -> record`` for ``fields`` of ``meta`` (see the module docstring)."""
+    pid = meta.primary_id
     lookups = lookup_names(meta)
-    out: Record = {meta.primary_id: _lower(row.get(meta.primary_id))}
+    # (name, wire key, annotation key, target when unannotated) for lookups; wire key None for the rest
+    specs: list[tuple[str, str | None, str, str]] = []
     for name in fields:
-        if name == meta.primary_id:
+        if name == pid:
             continue
         if name in lookups:
+            fmeta = meta.field(name)
+            default = fmeta.targets[0] if fmeta and len(fmeta.targets) == 1 else ""
             key = f"_{name}_value"
-            value = row.get(key)
+            specs.append((name, key, key + LOOKUP_ENTITY, default))
+        else:
+            specs.append((name, None, "", ""))
+    scalars = _SCALARS
+
+    def decode(row: dict[str, Any]) -> Record:
+        get = row.get
+        out: Record = {pid: _lower(get(pid))}
+        for name, key, annotation, default in specs:
+            if key is None:
+                value = get(name)
+                out[name] = value if value is None or type(value) in scalars else _plain(value)
+                continue
+            value = get(key)
             if value is None:
                 out[name] = None
                 continue
-            target = row.get(key + LOOKUP_ENTITY)
-            if not target:
-                fmeta = meta.field(name)
-                target = fmeta.targets[0] if fmeta and len(fmeta.targets) == 1 else ""
+            target = get(annotation) or default
             out[name] = LookupValue(entity=str(target), id=str(value).lower())
-        else:
-            out[name] = _plain(row.get(name))
-    return out
+        return out
+
+    return decode
 
 
 def _lower(value: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from crmsync_desktop.sync.connectors.dataverse.codec import (
     ETAG,
     READ_ANNOTATIONS,
-    record_from_wire,
+    records_from_wire,
     select_list,
 )
 from crmsync_desktop.sync.connectors.dataverse.metadata import MetadataService
@@ -66,7 +66,7 @@ class Reader:
             )
         async for rows in source:
             yield Page(
-                records=tuple(record_from_wire(r, meta, fields) for r in rows),
+                records=records_from_wire(rows, meta, fields),
                 etags=etags_of(rows, meta.primary_id),
             )
 

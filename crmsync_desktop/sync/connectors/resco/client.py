@@ -31,7 +31,7 @@ from crmsync_desktop.sync.connectors.http.transport import HttpTransport, tls_ve
 from crmsync_desktop.sync.connectors.odata import odata_pages, rows_of
 from crmsync_desktop.sync.connectors.resco import wire
 from crmsync_desktop.sync.connectors.resco.metadata import RescoMetadata
-from crmsync_desktop.sync.connectors.resco.wire import ROW_VERSION, body_from_record, key, record_from_wire
+from crmsync_desktop.sync.connectors.resco.wire import ROW_VERSION, body_from_record, key, records_from_wire
 from crmsync_desktop.sync.connectors.types import (
     BulkMessage,
     Capabilities,
@@ -240,7 +240,7 @@ class RescoConnector:
     ) -> AsyncIterator[Page]:
         meta = await self.metadata.get_entity(entity)
         async for rows in self._source(meta, fields, fetch_filter, min(page_size or self._page_size, MAX_PAGE_SIZE)):
-            yield Page(tuple(record_from_wire(r, meta, fields) for r in rows), _etags(rows, meta.primary_id))
+            yield Page(records_from_wire(rows, meta, fields), _etags(rows, meta.primary_id))
 
     async def read_ids(self, entity: str, *, fetch_filter: str = "", page_size: int | None = None) -> AsyncIterator[list[str]]:
         meta = await self.metadata.get_entity(entity)
@@ -289,7 +289,7 @@ class RescoConnector:
                     last = max(last, int(r[ROW_VERSION]))
             done = len(rows) < size
             yield ChangePage(
-                upserts=tuple(record_from_wire(r, meta, fields) for r in rows),
+                upserts=records_from_wire(rows, meta, fields),
                 deleted_ids=deleted if first else (),
                 token=ChangeToken(TokenKind.ROW_VERSION, str(high if done else last)),
                 etags=_etags(rows, meta.primary_id),

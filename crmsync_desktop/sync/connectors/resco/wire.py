@@ -18,7 +18,7 @@ the target in ``<attr>@resco.lookuplogicalname``, written as ``"<attr>@odata.bin
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,21 +44,48 @@ def key(entity: str, record_id: str) -> str:
 
 # -- OData JSON ------------------------------------------------------------------------------------
 def record_from_wire(row: dict[str, Any], meta: EntityMeta, fields: Sequence[str]) -> Record:
+    return record_decoder(meta, fields)(row)
+
+
+def records_from_wire(rows: Iterable[dict[str, Any]], meta: EntityMeta, fields: Sequence[str]) -> tuple[Record, ...]:
+    """A page of rows as records (which field is a lookup is worked out once per page, not per row)."""
+    decode = record_decoder(meta, fields)
+    return tuple(decode(r) for r in rows)
+
+
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def record_decoder(meta: EntityMeta, fields: Sequence[str]) -> Callable[[dict[str, Any]], Record]:
+    """``row -> record`` for ``fields`` of ``meta``: lookups become :class:`LookupValue`."""
+    pid = meta.primary_id
     lookups = {f.logical_name: f for f in meta.fields if f.type.is_lookup}
-    out: Record = {meta.primary_id: str(row.get(meta.primary_id) or "").lower()}
+    # (name, annotation key or None when not a lookup, target when unannotated)
+    specs: list[tuple[str, str | None, str]] = []
     for name in fields:
-        if name == meta.primary_id:
+        if name == pid:
             continue
-        value = row.get(name)
-        if name in lookups and value is not None:
-            target = row.get(name + LOOKUP_ENTITY)
-            if not target:
-                targets = lookups[name].targets
-                target = targets[0] if len(targets) == 1 else ""
-            out[name] = LookupValue(str(target), str(value).lower())
+        lookup = lookups.get(name)
+        if lookup is not None:
+            specs.append((name, name + LOOKUP_ENTITY, lookup.targets[0] if len(lookup.targets) == 1 else ""))
         else:
-            out[name] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-    return out
+            specs.append((name, None, ""))
+    scalars = _SCALARS
+
+    def decode(row: dict[str, Any]) -> Record:
+        get = row.get
+        out: Record = {pid: str(get(pid) or "").lower()}
+        for name, annotation, default in specs:
+            value = get(name)
+            if value is None or (annotation is None and type(value) in scalars):
+                out[name] = value
+            elif annotation is not None:
+                out[name] = LookupValue(str(get(annotation) or default), str(value).lower())
+            else:
+                out[name] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        return out
+
+    return decode
 
 
 def body_from_record(record: Record, meta: EntityMeta, *, include_id: bool) -> dict[str, Any]:
@@ -178,24 +205,27 @@ def update_multiple_request(entity: str, items: Iterable[tuple[str, Record]], pr
     name_attr = _escape_attr(entity)
     parts = [f"<?xml version='1.0' encoding='utf-8'?>\n<EntityCollection EntityName=\"{name_attr}\">"]
     append = parts.append
+    opening: dict[str, str] = {}  # field name -> '<Attribute Name="…"' (the same few names on every record)
+    entity_head = f'<Entity LogicalName="{name_attr}" Id="'
     for record_id, record in items:
-        head = f'<Entity LogicalName="{name_attr}" Id="{_escape_attr(record_id)}"'
+        head = f'{entity_head}{_escape_attr(record_id)}"'
         append(head + ">")
         start = len(parts)
         for name, value in record.items():
             if name == primary_id:
                 continue
+            tag = opening.get(name)
+            if tag is None:
+                tag = opening[name] = f'<Attribute Name="{_escape_attr(name)}"'
             if value is None:
-                append(f'<Attribute Name="{_escape_attr(name)}" Null="true" />')
+                append(f'{tag} Null="true" />')
+            elif type(value) is str:
+                append(f"{tag}>{_escape_text(value)}</Attribute>" if value else f"{tag} />")
             elif isinstance(value, LookupValue):
-                append(f'<Attribute Name="{_escape_attr(name)}" Target="{_escape_attr(value.entity)}">'
-                       f"{_escape_text(value.id)}</Attribute>")
+                append(f'{tag} Target="{_escape_attr(value.entity)}">{_escape_text(value.id)}</Attribute>')
             else:
                 text = _value_text(value)
-                if text:
-                    append(f'<Attribute Name="{_escape_attr(name)}">{_escape_text(text)}</Attribute>')
-                else:
-                    append(f'<Attribute Name="{_escape_attr(name)}" />')
+                append(f"{tag}>{_escape_text(text)}</Attribute>" if text else f"{tag} />")
         if len(parts) == start:
             parts[-1] = head + " />"
         else:

@@ -1,7 +1,7 @@
 """Render the console's screens with realistic sample data and save PNGs to docs/screenshots/.
 
 Usage (a real X server so fonts and styles are the desktop ones; stack-recipes §3):
-    xvfb-run -a -s "-screen 0 1400x1000x24" env QT_QPA_PLATFORM=xcb python scripts/screenshots.py [name ...]
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb python scripts/screenshots.py [name ...]
 Without names every registered shot is rendered. Each shot is a coroutine function registered in
 ``SHOTS``; it builds its widgets over in-memory organizations and a temporary store, waits until
 the data is shown, and saves ``widget.grab()``. Add a screen by adding a function to ``SHOTS``.
@@ -164,9 +164,7 @@ ERRORS = (
     ("400 Bad Request: 0x80040217 account With Id = {rid} Does Not Exist (the parent account was deleted on the "
     "server)\nat Microsoft.Crm.Extensibility.OrganizationSdkServiceInternal.Update(Entity entity)\n"
     "Delivery stopped after 3 attempts; set to Pending to try again."),
-    ("Conflict (Manual): the record changed on both sides since the last sync.\nServer: telephone1 = +43 1 555 0199 "
-    "(modified 2025-03-14 09:12 by Jana Dvořák)\nClient: telephone1 = +43 1 555 0100 (modified 2025-03-14 09:40)\n"
-    "Set to Pending to keep the client's value, or archive to keep the server's."),
+    None,  # a Manual conflict: the text delivery writes (conflicts.describe), made in the shot
     ("403 Forbidden: Principal user (Id=3f0c…, type=8) is missing prvWriteAccount privilege "
     "(Id=4e1c9a0b-…) on OTC=1 for entity 'account'."),
     ("400 Bad Request: A validation error occurred. The length of the 'name' attribute of the 'account' entity "
@@ -178,11 +176,18 @@ ERRORS = (
 async def transactions(folder: Path) -> None:
     from sqlalchemy import update
 
-    from crmsync_desktop.domain import ConnectionProfile, TransactionOperation, TransactionStatus
+    from crmsync_desktop.domain import (
+        ConflictPolicy,
+        ConnectionProfile,
+        TransactionOperation,
+        TransactionStatus,
+    )
     from crmsync_desktop.store import repos
     from crmsync_desktop.store.migrate import open_store
     from crmsync_desktop.store.models import OfflineTransactionModel
     from crmsync_desktop.store.values import NewTransaction
+    from crmsync_desktop.sync.upload.conflicts import Outcome, describe
+    from crmsync_desktop.ui.models.transactions_model import is_conflict
     from crmsync_desktop.ui.queue_protocol import AllStatusesQueue
     from crmsync_desktop.views.transactions_view import TransactionsView
     from tests.ui.test_transactions_model import StoreQueue
@@ -219,15 +224,27 @@ async def transactions(folder: Path) -> None:
         for n, tid in enumerate(ids):
             if n % 10 == 9 and n % 20 == 19:
                 rid = items[n].record_id
+                error = ERRORS[(n // 20) % len(ERRORS)]
+                if error is None and items[n].operation is TransactionOperation.CREATE:
+                    error = ERRORS[0]  # a create cannot conflict
+                if error is None:
+                    values = items[n].payload["values"]
+                    field = items[n].payload["changed"][0]
+                    mine = values[field]
+                    theirs = mine + 5 if isinstance(mine, int) else f"{mine} – updated"
+                    error = describe(ConflictPolicy.MANUAL, Outcome.MANUAL, [field], values,
+                                     {**values, field: theirs})
+                    await repos.mark_error(db, tid, error)
+                    continue
                 for _ in range(3):
-                    await repos.mark_error(db, tid, ERRORS[(n // 20) % len(ERRORS)].format(rid=rid))
+                    await repos.mark_error(db, tid, error.format(rid=rid))
         await repos.set_transaction_status(db, PROFILE, [t for n, t in enumerate(ids) if n % 40 == 8],
                                            TransactionStatus.ARCHIVED)
         view = TransactionsView(AllStatusesQueue(StoreQueue(db, PROFILE)), None, profile=PROFILE)
         view.resize(1320, 640)
         view.show()
         await until(lambda: view.model.rowCount() > 0 and not view.model.loading and bool(view.model.counts))
-        view.table.selectRow(1)
+        view.table.selectRow(next(r for r in range(view.model.rowCount()) if is_conflict(view.model.transaction(r))))
         await settle(view)
         save(view, OUT / "transactions-error.png")
         view.close()
@@ -304,7 +321,7 @@ ACTIVE_FILTER = ('<fetch><entity name="contact"><filter><condition attribute="st
 async def _console(folder: Path, *, synced: bool = True):  # type: ignore[no-untyped-def]
     """A connected Contoso profile with a few entities configured and synced, and a main window over it."""
     from crmsync_desktop.auth.credentials import SecretKind
-    from crmsync_desktop.domain import DeletionStrategy
+    from crmsync_desktop.domain import ConflictPolicy, DeletionStrategy
     from crmsync_desktop.logs import RingBufferHandler
     from crmsync_desktop.store import repos
     from crmsync_desktop.sync.connectors.types import LookupValue
@@ -323,10 +340,12 @@ async def _console(folder: Path, *, synced: bool = True):  # type: ignore[no-unt
                                "ownerid": LookupValue("systemuser", server.user_id)})
     configs = {c.logical_name: c for c in await repos.list_entity_configs(db, PROFILE)}
     await engine.save_entity_configs(PROFILE, [
-        replace(configs["account"], enabled=True, sync_filter=OWNER_FILTER, sync_deletion=True),
+        replace(configs["account"], enabled=True, sync_filter=OWNER_FILTER, sync_deletion=True,
+                conflict_policy=ConflictPolicy.MANUAL),
         replace(configs["contact"], enabled=True, sync_filter=ACTIVE_FILTER, sync_deletion=True,
-                deletion_strategy=DeletionStrategy.SWEEP, fields=("contactid", "firstname", "lastname", "ownerid")),
-        replace(configs["lead"], enabled=True),
+                deletion_strategy=DeletionStrategy.SWEEP, fields=("contactid", "firstname", "lastname", "ownerid"),
+                conflict_policy=ConflictPolicy.NEWER_WINS),
+        replace(configs["lead"], enabled=True, conflict_policy=ConflictPolicy.CLIENT_WINS),
     ])
     if synced:
         await engine.sync(PROFILE, full=True)
@@ -347,7 +366,7 @@ async def main_window(folder: Path) -> None:
 
     db, _engine, bus, _server, bridge, window = await _console(folder)
     try:
-        window.resize(1360, 760)
+        window.resize(1480, 760)
         window.show()
         window.refresh()
         await until(lambda: window.entities.model.rowCount() > 5)
@@ -359,6 +378,33 @@ async def main_window(folder: Path) -> None:
             MessageLevel.SUCCESS, "Sync All finished", "243 read, 243 created, 0 failed in 4 entities.")
         await settle(window, 0.5)
         save(window, OUT / "main-window-entities.png")
+
+        # the Conflicts combo open on Contact (a popup: grabbed from the screen, not the widget)
+        from PySide6.QtWidgets import QComboBox, QToolTip
+
+        entities = window.entities
+        cell = entities.proxy.mapFromSource(model.index(model.row_of("contact"), Column.CONFLICTS))
+        entities.table.setCurrentIndex(cell)
+        entities.table.edit(cell)
+        combo = entities.table.findChild(QComboBox, "conflictCombo")
+        assert combo is not None
+        combo.showPopup()
+        await settle(window, 0.5)
+        view = combo.view()
+        manual = combo.findData("manual")
+        view.setCurrentIndex(view.model().index(manual, 0))
+        rect = view.visualRect(view.model().index(manual, 0))
+        QToolTip.showText(view.viewport().mapToGlobal(rect.bottomLeft()),
+                          str(combo.itemData(manual, Qt.ItemDataRole.ToolTipRole)), view)
+        await settle(window, 0.5)
+        top_left = entities.table.mapToGlobal(entities.table.rect().topLeft())
+        shot_ = window.screen().grabWindow(0, top_left.x(), top_left.y(), 1445, 290)
+        if not shot_.save(str(OUT / "entities-conflicts.png")):
+            raise OSError("could not write entities-conflicts.png")
+        print("saved docs/screenshots/entities-conflicts.png")
+        QToolTip.hideText()
+        combo.hidePopup()
+        entities.table.closeEditor(combo, entities.table.itemDelegateForColumn(Column.CONFLICTS).EndEditHint.NoHint)
 
         window.entities.discard_changes()
         window.entities.message.clear()

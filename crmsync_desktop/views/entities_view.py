@@ -1,10 +1,11 @@
 """The Synchronization tab: the entity grid (Woodford's "Resco CRM Synchronization" grid, extended).
 
 Per entity: enable, display and logical name, sync and upload filter summaries, fields, Sync
-Deletion with its strategy (and what Auto resolves to), change detection, records held, last sync,
-waiting retries. Search, "enabled only", select all/none act on the rows shown. Edits stay in the
-grid (bold, ●) until Save, which validates every filter on the engine side and reports the entities
-the next sync reads in full; filter problems are shown inline and nothing is saved.
+Deletion with its strategy (and what Auto resolves to), the conflict policy, change detection,
+records held, last sync, waiting retries. Search, "enabled only", select all/none act on the rows
+shown. Edits stay in the grid (bold, ●) until Save, which validates every filter on the engine side
+and reports the entities the next sync reads in full; filter problems are shown inline and nothing
+is saved.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from PySide6.QtWidgets import (
 from crmsync_desktop.domain import EntityConfig
 from crmsync_desktop.errors import CrmSyncError, FilterError
 from crmsync_desktop.sync.engine import EntityStatus, SyncEngine
-from crmsync_desktop.sync.metadata.schema import Schema
 from crmsync_desktop.sync.metadata import locked_fields
+from crmsync_desktop.sync.metadata.schema import Schema
 from crmsync_desktop.ui.models.entities_model import (
+    CHOICE_TIPS_ROLE,
     CHOICES_ROLE,
     SORT_ROLE,
     Column,
@@ -100,15 +102,29 @@ class _EntityFilter(QSortFilterProxyModel):
         return self._text in r.name.casefold() or self._text in r.status.display_name.casefold()
 
 
-class _DeletionDelegate(QStyledItemDelegate):
-    """A combo of the deletion choices the row offers; the choice applies as soon as it is picked."""
+class _ChoiceDelegate(QStyledItemDelegate):
+    """A combo of the choices the cell offers (``CHOICES_ROLE``), each with its one-line tooltip.
+
+    The choice applies as soon as it is picked (mouse, or the arrow keys on the closed combo);
+    Enter or Tab then closes the editor, Escape closes it keeping what was picked.
+    """
+
+    def __init__(self, object_name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._object_name = object_name
 
     def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index: _Index) -> QWidget:
         combo = QComboBox(parent)
-        combo.setObjectName("deletionCombo")
+        combo.setObjectName(self._object_name)
+        tips = index.data(CHOICE_TIPS_ROLE) or {}
         for choice, label in index.data(CHOICES_ROLE) or []:
             combo.addItem(label, choice.value)
+            if choice.value in tips:
+                combo.setItemData(combo.count() - 1, tips[choice.value], Qt.ItemDataRole.ToolTipRole)
         combo.activated.connect(lambda *_: self.commitData.emit(combo))
+        combo.currentIndexChanged.connect(
+            lambda i: combo.setToolTip(str(combo.itemData(i, Qt.ItemDataRole.ToolTipRole) or ""))
+        )
         return combo
 
     def setEditorData(self, editor: QWidget, index: _Index) -> None:
@@ -182,7 +198,8 @@ class EntitiesView(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.DoubleClicked
         )
-        self.table.setItemDelegateForColumn(Column.DELETION, _DeletionDelegate(self.table))
+        self.table.setItemDelegateForColumn(Column.DELETION, _ChoiceDelegate("deletionCombo", self.table))
+        self.table.setItemDelegateForColumn(Column.CONFLICTS, _ChoiceDelegate("conflictCombo", self.table))
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
@@ -402,6 +419,7 @@ _WIDTHS = {
     Column.FIELDS: 70,
     Column.SYNC_DELETION: 96,
     Column.DELETION: 170,
+    Column.CONFLICTS: 120,
     Column.CHANGE_DETECTION: 118,
     Column.RECORDS: 70,
     Column.LAST_SYNC: 100,

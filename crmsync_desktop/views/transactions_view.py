@@ -3,6 +3,8 @@
 Status tabs All / Pending / Processed / Error / Archived with live counts (the view opens on
 Error: that is what needs the admin), a lazily fetched grid, a detail pane with the payload and
 the full error, and the three Woodford verbs: Set to Pending, Set to Archived, Set all to Pending.
+A conflict kept for the admin (Manual policy) reads "Error (conflict)" and its detail says what
+each verb does with it.
 Every action goes through ``run_op``; nothing waits on the database on the GUI thread.
 """
 
@@ -32,7 +34,14 @@ from PySide6.QtWidgets import (
 from crmsync_desktop.domain import TransactionStatus
 from crmsync_desktop.sync.upload.events import QueueChanged
 from crmsync_desktop.ui.bridge import EngineBridge
-from crmsync_desktop.ui.models.transactions_model import TransactionsTableModel, payload_rows, record_name
+from crmsync_desktop.ui.models.transactions_model import (
+    CONFLICT_COLOUR,
+    TransactionsTableModel,
+    conflict_note,
+    is_conflict,
+    payload_rows,
+    record_name,
+)
 from crmsync_desktop.ui.ops import run_op, show_error
 from crmsync_desktop.ui.queue_protocol import TransactionQueue
 
@@ -148,7 +157,7 @@ class TransactionsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(TransactionsTableModel.COL_ERROR, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 58), (1, 136), (2, 88), (3, 200), (4, 76), (5, 70), (6, 64), (7, 260), (8, 136)):
+        for col, width in ((0, 58), (1, 136), (2, 88), (3, 200), (4, 76), (5, 100), (6, 64), (7, 260), (8, 136)):
             self.table.setColumnWidth(col, width)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
 
@@ -164,6 +173,11 @@ class TransactionsView(QWidget):
         self.payload_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.payload_table.setColumnWidth(0, 150)
         self.error_label = QLabel("Error")
+        self.conflict_hint = QLabel()
+        self.conflict_hint.setObjectName("conflictHint")
+        self.conflict_hint.setWordWrap(True)
+        self.conflict_hint.setStyleSheet(f"color: {CONFLICT_COLOUR.name()}; font-weight: bold;")
+        self.conflict_hint.hide()
         self.error_text = QPlainTextEdit()
         self.error_text.setObjectName("errorText")
         self.error_text.setReadOnly(True)
@@ -175,6 +189,7 @@ class TransactionsView(QWidget):
         detail_layout.addWidget(QLabel("Payload (changed fields in bold)"))
         detail_layout.addWidget(self.payload_table, 3)
         detail_layout.addWidget(self.error_label)
+        detail_layout.addWidget(self.conflict_hint)
         detail_layout.addWidget(self.error_text, 2)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -360,6 +375,8 @@ class TransactionsView(QWidget):
                 else "Select a transaction to see its payload and error."
             )
             self.error_text.setPlainText("")
+            self.error_label.setText("Error")
+            self.conflict_hint.hide()
             return
         name = record_name(tx)
         title = f"<b>#{tx.id}</b> {tx.operation.value} of <b>{tx.entity}</b>"
@@ -382,6 +399,10 @@ class TransactionsView(QWidget):
                     item.setFont(font)
                 self.payload_table.setItem(row, col, item)
         self.error_text.setPlainText(tx.last_error or "")
+        note = conflict_note(tx)
+        self.error_label.setText("Error (conflict)" if is_conflict(tx) else "Error")
+        self.conflict_hint.setText(note or "")
+        self.conflict_hint.setVisible(note is not None)
 
 
 def _escape(text: str) -> str:

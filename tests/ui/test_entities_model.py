@@ -7,12 +7,15 @@ from datetime import UTC, datetime
 
 from PySide6.QtCore import Qt
 
-from crmsync_desktop.domain import DeletionStrategy, EntityConfig, RunStatus
+from crmsync_desktop.domain import ConflictPolicy, DeletionStrategy, EntityConfig, RunStatus
 from crmsync_desktop.sync.engine import EntityStatus, RunResult
-from crmsync_desktop.sync.metadata.schema import Schema
 from crmsync_desktop.sync.metadata import locked_fields
+from crmsync_desktop.sync.metadata.schema import Schema
+from crmsync_desktop.sync.upload.conflicts import POLICY_LABELS
 from crmsync_desktop.sync.verify import EntityDifferences, VerifyReport
 from crmsync_desktop.ui.models.entities_model import (
+    CHOICE_TIPS_ROLE,
+    CHOICES_ROLE,
     CONFIG_ROLE,
     SORT_ROLE,
     Column,
@@ -163,3 +166,56 @@ def test_report_rows() -> None:
     model = ReportTableModel(DRY_RUN_HEADERS, dry)
     assert model.data(model.index(0, 1)) == "3"
     assert replace(dry[0], problem=True).problem
+
+
+def test_conflicts_column_shows_and_edits_the_policy(qtbot) -> None:  # type: ignore[no-untyped-def]
+    model = EntitiesModel()
+    names = [e.logical_name for e in _schema().entities]
+    model.set_entities([_status(n, conflict_policy=ConflictPolicy.NEWER_WINS if n == "contact"
+                                else ConflictPolicy.SERVER_WINS) for n in names], _schema())
+    assert model.headerData(Column.CONFLICTS, Qt.Orientation.Horizontal) == "Conflicts"
+    contact = model.index(model.row_of("contact"), Column.CONFLICTS)
+    assert model.data(contact) == POLICY_LABELS[ConflictPolicy.NEWER_WINS] == "Newer wins"
+    assert model.data(contact, Qt.ItemDataRole.EditRole) == "newer_wins"
+    assert model.data(contact, Qt.ItemDataRole.ToolTipRole).startswith("Newer wins: The later modification wins")
+    assert model.flags(contact) & Qt.ItemFlag.ItemIsEditable
+    choices = model.data(contact, CHOICES_ROLE)
+    assert [p for p, _ in choices] == [ConflictPolicy.SERVER_WINS, ConflictPolicy.CLIENT_WINS,
+                                       ConflictPolicy.CLIENT_WINS_FULL, ConflictPolicy.NEWER_WINS,
+                                       ConflictPolicy.MANUAL]
+    assert dict(choices)[ConflictPolicy.CLIENT_WINS_FULL] == "Client wins (full)"
+    tips = model.data(contact, CHOICE_TIPS_ROLE)
+    assert set(tips) == {p.value for p in ConflictPolicy}
+    assert all(tip and "\n" not in tip for tip in tips.values())
+    assert "client" in tips["server_wins"].lower() and "server" in tips["server_wins"].lower()
+
+    with qtbot.waitSignal(model.dirty_changed) as dirty:
+        assert model.setData(contact, ConflictPolicy.MANUAL.value)
+    assert dirty.args == [True]
+    assert model.row_at(contact.row()).config.conflict_policy is ConflictPolicy.MANUAL
+    assert [c.logical_name for c in model.dirty_configs()] == ["contact"]
+    assert model.data(contact) == "Manual"
+    assert model.data(contact, Qt.ItemDataRole.FontRole).bold()
+    name_tip = model.data(model.index(contact.row(), Column.DISPLAY_NAME), Qt.ItemDataRole.ToolTipRole)
+    assert "Unsaved changes: conflict policy." in name_tip
+    assert not model.setData(contact, "ask")  # not a policy: refused, nothing changes
+    assert model.row_at(contact.row()).config.conflict_policy is ConflictPolicy.MANUAL
+    assert model.data(model.index(model.row_of("account"), Column.CONFLICTS)) == "Server wins"
+    model.discard_changes()
+    assert model.data(contact) == "Newer wins" and not model.is_dirty
+
+
+def test_conflicts_do_not_apply_to_intersect_entities(qtbot) -> None:  # type: ignore[no-untyped-def]
+    model = _model(qtbot)
+    row = next(i for i in range(model.rowCount()) if model.row_at(i).is_intersect)
+    cell = model.index(row, Column.CONFLICTS)
+    assert not model.conflicts_apply(row)
+    assert not model.flags(cell) & Qt.ItemFlag.ItemIsEditable
+    assert model.flags(cell) & Qt.ItemFlag.ItemIsSelectable  # the row stays selectable as a whole
+    assert model.data(cell) == "Server wins"  # the stored value, greyed
+    assert model.data(cell, Qt.ItemDataRole.ForegroundRole) is not None
+    assert "never conflict" in model.data(cell, Qt.ItemDataRole.ToolTipRole)
+    assert not model.setData(cell, ConflictPolicy.MANUAL.value)
+    assert not model.is_dirty
+    account = model.index(model.row_of("account"), Column.CONFLICTS)
+    assert model.data(account, Qt.ItemDataRole.ForegroundRole) is None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QAbstractItemDelegate, QComboBox, QDialog
 
 from crmsync_desktop.auth.credentials import SecretKind
-from crmsync_desktop.domain import DeletionStrategy, RunStatus
+from crmsync_desktop.domain import ConflictPolicy, DeletionStrategy, RunStatus
 from crmsync_desktop.errors import ProfileNotFoundError
 from crmsync_desktop.store import repos
 from crmsync_desktop.ui.models.entities_model import Column
@@ -156,3 +157,103 @@ def test_engine_error_while_loading_is_shown(qtbot, qloop, rig: GuiRig, view: En
     assert view.message.isVisible() and view.message.level == "error"
     assert view.message.title_label.text() == ProfileNotFoundError.default_title
     assert view.message.text_label.text()
+
+
+def _conflict_cell(view: EntitiesView, name: str):  # type: ignore[no-untyped-def]
+    """The proxy (view) index of ``name``'s Conflicts cell."""
+    return view.proxy.mapFromSource(view.model.index(view.model.row_of(name), Column.CONFLICTS))
+
+
+def _editor(view: EntitiesView) -> QComboBox:
+    combos = [c for c in view.table.findChildren(QComboBox, "conflictCombo") if c.isVisible()]
+    assert len(combos) == 1
+    return combos[0]
+
+
+def test_conflicts_column_shows_the_stored_policy(qtbot, qloop, rig: GuiRig) -> None:  # type: ignore[no-untyped-def]
+    configs = {c.logical_name: c for c in qloop.run_until_complete(repos.list_entity_configs(rig.db, PROFILE))}
+    qloop.run_until_complete(repos.save_entity_configs(rig.db, PROFILE, [
+        replace(configs["contact"], conflict_policy=ConflictPolicy.MANUAL),
+        replace(configs["lead"], conflict_policy=ConflictPolicy.CLIENT_WINS_FULL),
+    ]))
+    view = EntitiesView(rig.engine)
+    qtbot.addWidget(view)
+    view.resize(1400, 600)
+    view.show()
+    qloop.run_until_complete(settle(view.load(PROFILE)))
+    assert view.proxy.headerData(Column.CONFLICTS, Qt.Orientation.Horizontal) == "Conflicts"
+    assert view.proxy.data(_conflict_cell(view, "contact")) == "Manual"
+    assert view.proxy.data(_conflict_cell(view, "lead")) == "Client wins (full)"
+    assert view.proxy.data(_conflict_cell(view, "account")) == "Server wins"
+    assert not view.table.isColumnHidden(Column.CONFLICTS) and view.table.columnWidth(Column.CONFLICTS) > 0
+    assert not view.is_dirty
+
+
+def test_conflict_policy_edited_with_the_combo_and_saved_without_a_full_sync(  # type: ignore[no-untyped-def]
+    qtbot, qloop, rig: GuiRig, view: EntitiesView
+) -> None:
+    qloop.run_until_complete(rig.engine.sync(PROFILE, full=True))
+    before = qloop.run_until_complete(repos.get_sync_state(rig.db, PROFILE, "systemuser"))
+    assert before is not None and before.token  # where the last sync stopped
+    qloop.run_until_complete(settle(view.load(PROFILE)))
+
+    cell = _conflict_cell(view, "systemuser")
+    view.table.setCurrentIndex(cell)
+    view.table.edit(cell)
+    combo = _editor(view)
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "Server wins", "Client wins", "Client wins (full)", "Newer wins", "Manual"]
+    assert combo.currentText() == "Server wins"
+    tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
+    assert all(tip and "\n" not in tip for tip in tips)
+    assert "Set to Pending" in tips[4]
+    newer = combo.findData(ConflictPolicy.NEWER_WINS.value)
+    with qtbot.waitSignal(view.dirty_changed) as dirty:
+        combo.setCurrentIndex(newer)
+        combo.activated.emit(newer)  # what picking an item with the mouse does
+    assert dirty.args == [True]
+    assert combo.toolTip() == tips[newer]
+    view.table.closeEditor(combo, QAbstractItemDelegate.EndEditHint.NoHint)
+    row = view.model.row_at(view.model.row_of("systemuser"))
+    assert row.dirty and row.config.conflict_policy is ConflictPolicy.NEWER_WINS
+    assert view.proxy.data(cell) == "Newer wins"
+    assert "1 unsaved" in view.count_label.text()
+
+    with qtbot.waitSignal(view.saved, timeout=0, raising=False) as saved:
+        qloop.run_until_complete(settle(view.save()))
+        qloop.run_until_complete(until(lambda: not view.is_dirty and view.message.isVisible()))
+    assert saved.args == [[]]  # a conflict policy never makes the next sync read everything
+    assert "No entity needs a full sync" in view.message.text_label.text()
+    stored = {c.logical_name: c for c in qloop.run_until_complete(repos.list_entity_configs(rig.db, PROFILE))}
+    assert stored["systemuser"].conflict_policy is ConflictPolicy.NEWER_WINS
+    assert stored["account"].conflict_policy is ConflictPolicy.SERVER_WINS
+    after = qloop.run_until_complete(repos.get_sync_state(rig.db, PROFILE, "systemuser"))
+    assert after is not None and after.token == before.token
+    assert view.proxy.data(_conflict_cell(view, "systemuser")) == "Newer wins"  # reloaded from the store
+
+
+def test_conflict_policy_can_be_edited_with_the_keyboard(qtbot, qloop, view: EntitiesView) -> None:  # type: ignore[no-untyped-def]
+    view.table.setFocus()
+    view.table.setCurrentIndex(_conflict_cell(view, "account"))
+    qtbot.keyClick(view.table, Qt.Key.Key_F2)  # the edit key opens the combo
+    combo = _editor(view)
+    assert combo.currentData() == ConflictPolicy.SERVER_WINS.value
+    qtbot.keyClick(combo, Qt.Key.Key_Down)
+    qtbot.keyClick(combo, Qt.Key.Key_Down)
+    qtbot.keyClick(combo, Qt.Key.Key_Return)  # commits and closes the editor (queued)
+    qloop.run_until_complete(until(
+        lambda: not [c for c in view.table.findChildren(QComboBox, "conflictCombo") if c.isVisible()]))
+    config = view.model.row_at(view.model.row_of("account")).config
+    assert config.conflict_policy is ConflictPolicy.CLIENT_WINS_FULL
+    assert view.is_dirty
+
+
+def test_conflicts_cannot_be_edited_on_intersect_entities(qtbot, view: EntitiesView) -> None:  # type: ignore[no-untyped-def]
+    name = next(view.model.row_at(r).name for r in view.visible_rows() if view.model.row_at(r).is_intersect)
+    cell = _conflict_cell(view, name)
+    view.table.setFocus()
+    view.table.setCurrentIndex(cell)
+    qtbot.keyClick(view.table, Qt.Key.Key_F2)
+    assert not [c for c in view.table.findChildren(QComboBox, "conflictCombo") if c.isVisible()]
+    assert "never conflict" in view.proxy.data(cell, Qt.ItemDataRole.ToolTipRole)
+    assert not view.is_dirty

@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QItemSelectionModel
+from PySide6.QtCore import QItemSelectionModel, Qt
 
-from crmsync_desktop.domain import TransactionStatus
+from crmsync_desktop.domain import ConflictPolicy, TransactionStatus
+from crmsync_desktop.store import repos
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.sync.events import EventBus
+from crmsync_desktop.sync.upload.conflicts import Outcome, describe
 from crmsync_desktop.sync.upload.events import QueueChanged
 from crmsync_desktop.ui.bridge import EngineBridge
 from crmsync_desktop.ui.queue_protocol import AllStatusesQueue
@@ -164,3 +166,36 @@ def test_search_box_filters_the_tab(make_view, qloop, db: Database) -> None:  # 
     qloop.run_until_complete(until(lambda: view.model.search_text == "contact" and not view.model.loading))
     assert view.model.rowCount() == 10
     assert "10 matches in 30 scanned" in view.status_label.text()
+
+
+def test_manual_conflicts_stand_out_and_say_what_each_verb_does(make_view, qloop, db: Database) -> None:  # type: ignore[no-untyped-def]
+    ids = qloop.run_until_complete(seed(db, 3, errors=[0]))
+    text = describe(ConflictPolicy.MANUAL, Outcome.MANUAL, ["name"], {"name": "Client name"}, {"name": "Server name"})
+    qloop.run_until_complete(repos.mark_error(db, ids[2], text))
+    view = make_view()
+    qloop.run_until_complete(until(lambda: loaded(view) and view.model.rowCount() == 2))
+    rows = {view.model.transaction(r).id: r for r in range(view.model.rowCount())}
+    conflict, other = rows[ids[2]], rows[ids[0]]
+    model = view.model
+    assert model.data(model.index(conflict, model.COL_STATUS)) == "Error (conflict)"
+    assert model.data(model.index(other, model.COL_STATUS)) == "Error"
+    assert "Set to Pending sends the client's values" in model.data(model.index(conflict, model.COL_STATUS),
+                                                                     Qt.ItemDataRole.ToolTipRole)
+    assert model.data(model.index(conflict, model.COL_ERROR), Qt.ItemDataRole.ToolTipRole) == text  # full text
+    assert model.data(model.index(conflict, model.COL_ERROR)).startswith("conflict: the server changed the record")
+    select_rows(view, [conflict])
+    assert view.error_text.toPlainText() == text
+    assert "name: client 'Client name', server 'Server name'" in view.error_text.toPlainText()
+    assert view.error_label.text() == "Error (conflict)"
+    assert view.conflict_hint.isVisibleTo(view)
+    assert "Set to Archived keeps the server's" in view.conflict_hint.text()
+    select_rows(view, [other])
+    assert view.error_label.text() == "Error" and not view.conflict_hint.isVisibleTo(view)
+    # set to Pending by the admin: the note says the client's values go next
+    select_rows(view, [conflict])
+    view.set_pending_action.trigger()
+    view.show_status(P)
+    qloop.run_until_complete(until(lambda: loaded(view) and view.model.row_of(ids[2]) is not None))
+    select_rows(view, [view.model.row_of(ids[2])])
+    assert view.model.transaction(view.model.row_of(ids[2])).status is P
+    assert "settled by you" in view.conflict_hint.text() and view.conflict_hint.isVisibleTo(view)

@@ -21,6 +21,8 @@ from crmsync_desktop.sync.upload.plans import same_value
 
 __all__ = [
     "CONFLICT_PREFIX",
+    "POLICY_DESCRIPTIONS",
+    "POLICY_LABELS",
     "Outcome",
     "changed_versions",
     "describe",
@@ -40,13 +42,28 @@ class Outcome(enum.StrEnum):
     MANUAL = "manual"  # keep in Error with both versions until the admin decides
 
 
-_POLICY_LABEL = {
+POLICY_LABELS: Mapping[ConflictPolicy, str] = {
     ConflictPolicy.SERVER_WINS: "Server wins",
     ConflictPolicy.CLIENT_WINS: "Client wins",
     ConflictPolicy.CLIENT_WINS_FULL: "Client wins (full)",
     ConflictPolicy.NEWER_WINS: "Newer wins",
     ConflictPolicy.MANUAL: "Manual",
 }
+"""How the admin sees each policy (run log, transaction errors, the console's Conflicts column)."""
+
+POLICY_DESCRIPTIONS: Mapping[ConflictPolicy, str] = {
+    ConflictPolicy.SERVER_WINS: "The client's change is dropped; the server's version is kept and written back to "
+    "the client",
+    ConflictPolicy.CLIENT_WINS: "The fields the client changed are sent and overwrite the server's; the server's "
+    "changes to other fields are kept",
+    ConflictPolicy.CLIENT_WINS_FULL: "The whole client record is sent; the server's changes are overwritten, "
+    "even in fields the client did not change",
+    ConflictPolicy.NEWER_WINS: "The later modification wins: Client wins if the client changed the record last, "
+    "otherwise Server wins",
+    ConflictPolicy.MANUAL: "The client's change waits in Offline Transactions (Error) with both versions; "
+    "Set to Pending sends it, Set to Archived keeps the server's",
+}
+"""One line per policy: what happens to the client's change and to the server's (tooltips, docs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +150,7 @@ def describe(
         "Set to Archived keeps the server's",
         Outcome.ALREADY_APPLIED: "the server already had the client's values",
     }[outcome]
-    label = _POLICY_LABEL.get(policy, str(policy))
+    label = POLICY_LABELS.get(policy, str(policy))
     return f"{CONFLICT_PREFIX} {what} ({label}: {decision}). {fields}"
 
 

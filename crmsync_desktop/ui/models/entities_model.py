@@ -2,9 +2,9 @@
 
 Rows come from ``SyncEngine.entity_statuses`` (configuration plus what the last syncs did) and the
 replicated server schema (labels, N:N intersect entities, change tracking). The admin edits the
-*current* configuration in place (enable, Sync Deletion, deletion strategy; filters and fields
-through their dialogs); the model remembers the saved one, marks rows that differ and hands the
-changed configurations to Save.
+*current* configuration in place (enable, Sync Deletion, deletion strategy, conflict policy; filters
+and fields through their dialogs); the model remembers the saved one, marks rows that differ and
+hands the changed configurations to Save.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QBrush, QFont, QGuiApplication, QPalette
 
-from crmsync_desktop.domain import DeletionStrategy, EntityConfig
+from crmsync_desktop.domain import ConflictPolicy, DeletionStrategy, EntityConfig
 from crmsync_desktop.errors import FilterError
 from crmsync_desktop.sync.deletions import TRACKING_ENTITY
 from crmsync_desktop.sync.engine import EntityStatus, resolve_deletion
 from crmsync_desktop.sync.filters import parse_filter, summarize_filter
 from crmsync_desktop.sync.metadata.schema import Schema
+from crmsync_desktop.sync.upload.conflicts import POLICY_DESCRIPTIONS, POLICY_LABELS
 
 __all__ = [
+    "CHOICES_ROLE",
+    "CHOICE_TIPS_ROLE",
     "CONFIG_ROLE",
+    "CONFLICT_CHOICES",
     "SORT_ROLE",
     "Column",
     "DeletionChoice",
@@ -43,7 +47,10 @@ CONFIG_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 """A plain sortable value (numbers as numbers, dates as timestamps, names without markers)."""
 CHOICES_ROLE = Qt.ItemDataRole.UserRole + 3
-"""The deletion choices this row offers, as ``[(DeletionChoice, label)]`` (deletion column)."""
+"""The choices a combo cell offers, as ``[(choice, label)]``: ``DeletionChoice`` (deletion column) or
+``ConflictPolicy`` (conflicts column); the edit role holds the current choice's ``value``."""
+CHOICE_TIPS_ROLE = Qt.ItemDataRole.UserRole + 4
+"""One line per choice of a combo cell, as ``{choice value: tip}``."""
 
 DIRTY_MARK = "● "
 
@@ -57,10 +64,11 @@ class Column(enum.IntEnum):
     FIELDS = 5
     SYNC_DELETION = 6
     DELETION = 7
-    CHANGE_DETECTION = 8
-    RECORDS = 9
-    LAST_SYNC = 10
-    RETRIES = 11
+    CONFLICTS = 8
+    CHANGE_DETECTION = 9
+    RECORDS = 10
+    LAST_SYNC = 11
+    RETRIES = 12
 
 
 HEADERS = {
@@ -72,6 +80,7 @@ HEADERS = {
     Column.FIELDS: "Fields",
     Column.SYNC_DELETION: "Sync Deletion",
     Column.DELETION: "Deletion Strategy",
+    Column.CONFLICTS: "Conflicts",
     Column.CHANGE_DETECTION: "Change Detection",
     Column.RECORDS: "Records",
     Column.LAST_SYNC: "Last Sync",
@@ -85,6 +94,7 @@ HEADER_TIPS = {
     Column.FIELDS: "Which fields travel (double-click or Fields to choose)",
     Column.SYNC_DELETION: "Also remove records deleted or reassigned on the server (slower on big tables)",
     Column.DELETION: "How deletions are found; Auto picks the cheapest available",
+    Column.CONFLICTS: "Who wins when a record changed on both the client and the server since the last sync",
     Column.CHANGE_DETECTION: "How changes are found: the table's change tracking, or a row-version watermark",
     Column.RECORDS: "Records the client holds from the server",
     Column.LAST_SYNC: "When this entity was last synchronized",
@@ -124,6 +134,21 @@ _CHOICE_TIPS = {
     DeletionChoice.CHANGE_TRACKING: "Use the table's own change tracking (deleted records are reported)",
     DeletionChoice.OFF: "Deletions and owner changes on the server are not propagated (fastest)",
 }
+
+
+CONFLICT_CHOICES: tuple[ConflictPolicy, ...] = (
+    ConflictPolicy.SERVER_WINS,
+    ConflictPolicy.CLIENT_WINS,
+    ConflictPolicy.CLIENT_WINS_FULL,
+    ConflictPolicy.NEWER_WINS,
+    ConflictPolicy.MANUAL,
+)
+"""The Conflicts combo, in the order of the documentation (the default first)."""
+
+_NO_CONFLICTS_TIP = (
+    "Intersect entity of an N:N relationship: its client changes are links added or removed, "
+    "which never conflict, so no conflict policy applies."
+)
 
 
 def choice_of(config: EntityConfig) -> DeletionChoice:
@@ -252,6 +277,10 @@ class EntitiesModel(QAbstractTableModel):
             offered.insert(-1, current)
         return [(c, _CHOICE_LABELS[c]) for c in offered]
 
+    def conflicts_apply(self, row: int) -> bool:
+        """Whether uploads of ``row`` can conflict (N:N links are only added and removed: they cannot)."""
+        return not self._rows[row].is_intersect
+
     def resolved(self, row: int) -> DeletionStrategy:
         r = self._rows[row]
         return resolve_deletion(r.config, change_tracking=r.change_tracking, tracking_available=self._tracking_available)
@@ -264,6 +293,9 @@ class EntitiesModel(QAbstractTableModel):
 
     def set_deletion_choice(self, row: int, choice: DeletionChoice) -> None:
         self._set_config(row, apply_choice(self._rows[row].config, choice))
+
+    def set_conflict_policy(self, row: int, policy: ConflictPolicy) -> None:
+        self._set_config(row, replace(self._rows[row].config, conflict_policy=policy))
 
     def set_enabled(self, rows: Iterable[int], enabled: bool) -> None:
         changed = [row for row in rows if self._rows[row].config.enabled != enabled]
@@ -322,6 +354,8 @@ class EntitiesModel(QAbstractTableModel):
             return base | Qt.ItemFlag.ItemIsUserCheckable
         if column is Column.DELETION:
             return base | Qt.ItemFlag.ItemIsEditable
+        if column is Column.CONFLICTS and self.conflicts_apply(index.row()):
+            return base | Qt.ItemFlag.ItemIsEditable
         return base
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -340,13 +374,30 @@ class EntitiesModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.EditRole:
             if column is Column.DELETION:
                 return choice_of(r.config).value
+            if column is Column.CONFLICTS:
+                return r.config.conflict_policy.value
             return self._display(index.row(), r, column)
         if role == SORT_ROLE:
             return self._sort_value(index.row(), r, column)
         if role == CONFIG_ROLE:
             return r.config
-        if role == CHOICES_ROLE and column is Column.DELETION:
-            return self.choices(index.row())
+        if role == CHOICES_ROLE:
+            if column is Column.DELETION:
+                return self.choices(index.row())
+            if column is Column.CONFLICTS:
+                return [(p, POLICY_LABELS[p]) for p in CONFLICT_CHOICES]
+            return None
+        if role == CHOICE_TIPS_ROLE:
+            if column is Column.DELETION:
+                return {c.value: _CHOICE_TIPS[c] for c, _ in self.choices(index.row())}
+            if column is Column.CONFLICTS:
+                return {p.value: POLICY_DESCRIPTIONS[p] for p in CONFLICT_CHOICES}
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if column is Column.CONFLICTS and not self.conflicts_apply(index.row()):
+                return QBrush(QGuiApplication.palette().color(QPalette.ColorGroup.Disabled,
+                                                             QPalette.ColorRole.Text))
+            return None
         if role == Qt.ItemDataRole.FontRole:
             if r.dirty or (column is Column.DISPLAY_NAME and r.is_intersect):
                 font = QFont()
@@ -378,6 +429,15 @@ class EntitiesModel(QAbstractTableModel):
             except ValueError:
                 return False
             self.set_deletion_choice(row, choice)
+            return True
+        if role == Qt.ItemDataRole.EditRole and column is Column.CONFLICTS:
+            if not self.conflicts_apply(row):
+                return False
+            try:
+                policy = ConflictPolicy(value)
+            except ValueError:
+                return False
+            self.set_conflict_policy(row, policy)
             return True
         return False
 
@@ -413,6 +473,8 @@ class EntitiesModel(QAbstractTableModel):
                 return f"{len(c.fields)} of {r.field_count}" if r.field_count else f"{len(c.fields)} chosen"
             case Column.DELETION:
                 return deletion_label(choice_of(c), self.resolved(row))
+            case Column.CONFLICTS:
+                return POLICY_LABELS.get(c.conflict_policy, str(c.conflict_policy))
             case Column.CHANGE_DETECTION:
                 return r.status.change_detection.capitalize()
             case Column.RECORDS:
@@ -461,6 +523,10 @@ class EntitiesModel(QAbstractTableModel):
             if choice is DeletionChoice.AUTO:
                 tip += f"; for this entity: {_STRATEGY_LABELS[self.resolved(row)]}"
             return tip
+        if column is Column.CONFLICTS:
+            if not self.conflicts_apply(row):
+                return _NO_CONFLICTS_TIP
+            return f"{POLICY_LABELS[c.conflict_policy]}: {POLICY_DESCRIPTIONS[c.conflict_policy]}."
         if column is Column.FIELDS and c.fields:
             return ", ".join(c.fields)
         if column is Column.LAST_SYNC and r.status.last_sync_at:

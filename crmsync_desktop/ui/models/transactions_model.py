@@ -23,6 +23,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersisten
 from PySide6.QtGui import QBrush, QColor
 
 from crmsync_desktop.domain import TransactionStatus
+from crmsync_desktop.sync.upload.conflicts import CONFLICT_PREFIX
 from crmsync_desktop.ui.ops import run_op
 from crmsync_desktop.ui.queue_protocol import TransactionQueue
 
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
     from crmsync_desktop.store.values import OfflineTransaction
 
 __all__ = [
+    "CONFLICT_COLOUR",
     "NAME_KEYS",
     "TransactionsTableModel",
+    "conflict_note",
     "format_value",
+    "is_conflict",
     "payload_rows",
     "record_label",
     "record_name",
@@ -50,6 +54,26 @@ _STATUS_COLOURS = {
     TransactionStatus.PROCESSED: QColor("#1b6e2a"),
     TransactionStatus.ARCHIVED: QColor("#6b6b6b"),
 }
+CONFLICT_COLOUR = QColor("#8a5a00")
+"""Conflicts waiting for the admin stand apart from other errors (amber, not red)."""
+
+
+def is_conflict(tx: OfflineTransaction) -> bool:
+    """A transaction whose error is a conflict note (both sides changed the record; see ``conflicts``)."""
+    return bool(tx.last_error) and str(tx.last_error).startswith(CONFLICT_PREFIX)
+
+
+def conflict_note(tx: OfflineTransaction) -> str | None:
+    """What a conflict transaction waits for, in one sentence (None when it is not one, or is settled)."""
+    if not is_conflict(tx):
+        return None
+    if tx.status is TransactionStatus.ERROR:
+        return ("Conflict: the record changed on both the client and the server since the last sync. "
+                "Set to Pending sends the client's values; Set to Archived keeps the server's.")
+    if tx.status is TransactionStatus.PENDING:
+        return ("Conflict settled by you (Set to Pending): the next delivery sends the client's values "
+                "over the server's.")
+    return None
 
 
 def _values(tx: OfflineTransaction) -> Mapping[str, Any]:
@@ -328,8 +352,12 @@ class TransactionsTableModel(QAbstractTableModel):
                 return f"{record_name(tx) or '(no name in the payload)'}\n{tx.record_id or ''}".strip()
             if col == self.COL_ERROR and tx.last_error:
                 return tx.last_error
+            if col == self.COL_STATUS:
+                return conflict_note(tx)
             return None
         if role == Qt.ItemDataRole.ForegroundRole and col == self.COL_STATUS:
+            if tx.status is TransactionStatus.ERROR and is_conflict(tx):
+                return QBrush(CONFLICT_COLOUR)
             colour = _STATUS_COLOURS.get(tx.status)
             return QBrush(colour) if colour is not None else None
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_ID, self.COL_ATTEMPTS):
@@ -350,6 +378,8 @@ class TransactionsTableModel(QAbstractTableModel):
         if col == self.COL_OPERATION:
             return str(tx.operation.value).capitalize()
         if col == self.COL_STATUS:
+            if tx.status is TransactionStatus.ERROR and is_conflict(tx):
+                return f"{tx.status.value} (conflict)"
             return str(tx.status.value)
         if col == self.COL_ATTEMPTS:
             return str(tx.attempts)

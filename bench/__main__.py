@@ -70,7 +70,7 @@ def run(groups: list[str], quick: bool, work: Path) -> dict[str, Any]:
         guarded("latency", lambda: figures.measure_latency(work / "latency", n["latency"], quick))
     if "console" in groups:
         guarded("console-transactions", lambda: figures.measure_transactions_view(work, n["tx_rows"]))
-        guarded("console-stall", lambda: figures.measure_stall(work / f"stall{n['stall']}", n["stall"]))
+        guarded("console-stall", lambda: figures.measure_stall(work / f"stall{n['stall']}", n['stall']))
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(sys.argv[1:]),

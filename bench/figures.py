@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -265,12 +266,27 @@ def measure_transactions_view(work: Path, rows_count: int) -> list[dict[str, Any
                 at_least=False, details={"tabs_ms": tabs})]
 
 
-def measure_stall(work: Path, records: int) -> list[dict[str, Any]]:
-    log(f"console: event-loop stall during a sync of {records:,} records (qasync, offscreen)")
-    seed_accounts(work / "emu", records)
-    with emulator(work / "emu") as info:
-        if not (work / "engine" / "store.sqlite3").exists():
-            run_worker("setup", work / "engine", info, entities=["account"])
-        out = run_worker("stall", work / "engine", info)
-    return [row(f"Console: longest event-loop stall during a {records:,}-record sync", out["max_gap_ms"], "ms", 50,
-                at_least=False, details={k: v for k, v in out.items() if k != "max_gap_ms"})]
+def measure_stall(work: Path, records: int, runs: int = 3) -> list[dict[str, Any]]:
+    """The longest event-loop gap of each of ``runs`` full syncs (fresh organizations and store each time).
+
+    The figure is the median of the runs' longest gaps: on a shared 2-core machine one run's worst
+    gap swings by a factor of two with the load of other processes (the emulated organizations
+    run on the same cores); every run's worst gap is kept in the details and the doc.
+    """
+    log(f"console: event-loop stall during a sync of {records:,} records (qasync, offscreen), {runs} runs")
+    outs: list[dict[str, Any]] = []
+    for n in range(runs):
+        folder = work / f"run{n}"
+        seed_accounts(folder / "emu", records)
+        with emulator(folder / "emu") as info:
+            if not (folder / "engine" / "store.sqlite3").exists():
+                run_worker("setup", folder / "engine", info, entities=["account"])
+            outs.append(run_worker("stall", folder / "engine", info))
+        shutil.rmtree(folder, ignore_errors=True)  # the next run starts from an empty client organization
+    worst = sorted(o["max_gap_ms"] for o in outs)
+    median = worst[len(worst) // 2]
+    details = {"runs_max_gap_ms": [o["max_gap_ms"] for o in outs], "worst_run_max_gap_ms": worst[-1],
+               "runs": [{k: v for k, v in o.items() if k != "max_gap_ms"} for o in outs]}
+    return [row(f"Console: longest event-loop stall during a {records:,}-record sync (median of {runs} syncs; "
+                f"each: {', '.join(f'{w:g}' for w in (o['max_gap_ms'] for o in outs))} ms)", median, "ms", 50,
+                at_least=False, details=details)]

@@ -156,7 +156,8 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionProfile:
-    """One server/client organization pair. Never holds a secret: those live in the OS keyring."""
+    """One server/client organization pair. Never holds a secret: those live in the OS keyring
+    (a certificate's file path is kept here; its passphrase is not)."""
 
     name: str
     server_kind: ServerKind = ServerKind.DATAVERSE
@@ -170,6 +171,9 @@ class ConnectionProfile:
     state: ConnectionState = ConnectionState.DISCONNECTED
     metadata_updated_at: datetime | None = None
     verify_tls: bool = True
+    certificate_path: str = ""
+    """Certificate sign-in (``AuthKind.CERTIFICATE``): the absolute path of a PEM or PFX file with the
+    private key. A path, not a secret: the file's passphrase is in the OS keyring."""
 
 
 @dataclass(frozen=True, slots=True)

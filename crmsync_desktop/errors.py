@@ -7,7 +7,8 @@ so the console, the tray and the CLI can show any failure the same way::
     ├── ConfigError                 bad input from the user: URL, filter, import file
     │   ├── InvalidUrlError
     │   ├── FilterError             malformed or unsafe FetchXML, unknown entity or field
-    │   └── ConfigFileError         an import file that cannot be used (nothing was changed)
+    │   ├── ConfigFileError         an import file that cannot be used (nothing was changed)
+    │   └── CertificateError        a sign-in certificate file that cannot be used (names the file)
     ├── CredentialError             the OS keyring
     │   ├── KeyringUnavailableError no usable backend (headless Linux without a Secret Service)
     │   ├── KeyringLockedError      the keyring exists but is locked
@@ -36,6 +37,7 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "AuthRequiredError",
+    "CertificateError",
     "ConcurrencyError",
     "ConfigError",
     "ConfigFileError",
@@ -109,6 +111,34 @@ class FilterError(ConfigError):
 
 class ConfigFileError(ConfigError):
     default_title = "Cannot import this configuration file"
+
+
+class CertificateError(ConfigError):
+    """A certificate file for Dataverse sign-in is missing, unreadable or unusable.
+
+    ``reason`` says which (one of the ``REASONS``), so a form can put the message next to the right
+    field; ``path`` is the file. The message names the file and what to do; it never holds the key
+    or the passphrase.
+    """
+
+    default_title = "Cannot use the certificate"
+    REASONS = (
+        "missing",
+        "unreadable",
+        "passphrase_needed",
+        "wrong_passphrase",
+        "no_private_key",
+        "no_certificate",
+        "key_mismatch",
+        "unsupported_key",
+        "not_a_certificate",
+    )
+
+    def __init__(self, message: str, *, reason: str, path: str = "", **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        assert reason in self.REASONS, reason
+        self.reason = reason
+        self.path = path
 
 
 class CredentialError(CrmSyncError):

@@ -33,8 +33,10 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     # key=value / "key": "value" for secret-ish keys (form bodies, JSON, query strings, repr of dicts)
     re.compile(
         r"""(?i)(["']?\b(?:password|passwd|pwd|client_secret|secret|access_token|refresh_token|id_token|"""
-        r"""client_assertion|device_code|api_key|apikey|token)\b["']?\s*[:=]\s*["']?)[^\s"'&,;}]+"""
+        r"""client_assertion|device_code|api_key|apikey|token|passphrase)\b["']?\s*[:=]\s*["']?)[^\s"'&,;}]+"""
     ),
+    # A PEM private key block (a certificate's key), encrypted or not, even cut off at the end
+    re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)"),
     # A bare JWT anywhere (three base64url segments, header starts with eyJ)
     re.compile(r"()\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
 )

@@ -103,6 +103,17 @@ def _drain_and_close(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
+    # qasync runs call_later callbacks on Qt timers of a QObject the loop owns. A callback still scheduled
+    # at close (an HTTP client's timeout, say) keeps its timer running, and when the closed loop is later
+    # garbage-collected on some other thread (the emulators' uvicorn threads in a later test), Qt reports
+    # "QObject::~QObject: Timers cannot be stopped from another thread" there, failing that test (or
+    # worse). Delete the QObject now, on the GUI thread.
+    timer = getattr(loop, "_timer", None)
+    if timer is not None:
+        import shiboken6
+
+        if shiboken6.isValid(timer):
+            shiboken6.delete(timer)
 
 
 @pytest.fixture

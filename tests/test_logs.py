@@ -34,6 +34,12 @@ def logging_setup(tmp_path: Path) -> Iterator[LoggingSetup]:
         (f"got token {JWT} from cache", JWT),
         ('{"access_token":"opaque-123456"}', "opaque-123456"),
         ("pwd=letmein1", "letmein1"),
+        ("opening sync.pfx with passphrase=Pfx-Passphrase-4711", "Pfx-Passphrase-4711"),
+        ("key: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY----- ok",
+         "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+        ("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkq", "MIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkq"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nabcDEF123\n-----END RSA PRIVATE KEY-----",
+         "abcDEF123"),
     ],
 )
 def test_redact_patterns(text: str, secret: str) -> None:
@@ -45,6 +51,10 @@ def test_redact_patterns(text: str, secret: str) -> None:
 def test_redact_leaves_ordinary_text_alone() -> None:
     text = "Synced 120 records of account in 3.2 s (page 2, nextLink present)"
     assert redact(text) == text
+    certificate = "The passphrase for /etc/crmsync/c.pfx is wrong; thumbprint 6F275BA6F9BA2C822890E97E27D3859CA153E555"
+    assert redact(certificate) == certificate
+    public = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----"
+    assert redact(public) == public  # a public certificate is not a secret
 
 
 def test_no_secret_reaches_file_or_ring(logging_setup: LoggingSetup, tmp_path: Path) -> None:

@@ -80,7 +80,11 @@ class ClientSecretLogin:
 
 @dataclass(frozen=True, slots=True)
 class CertificateLogin:
-    """An application user with a certificate: PEM private key and the certificate's SHA-1 thumbprint."""
+    """An application user with a certificate: PEM private key and the certificate's SHA-1 thumbprint.
+
+    ``crmsync_desktop.auth.certificates.load_client_certificate`` reads a PEM or PFX file into the
+    unencrypted key and the thumbprint (so ``passphrase`` is normally None).
+    """
 
     client_id: str
     private_key_pem: str
@@ -330,7 +334,7 @@ class MsalTokenProvider:
     def _remember(self, key: tuple[str, ...], result: Mapping[str, Any]) -> str:
         token = result.get("access_token")
         if not token:
-            raise _error_from_result(result, self._authority)
+            raise _error_from_result(result, self._authority, self._login)
         try:
             lifetime = float(result.get("expires_in", 3600))
         except (TypeError, ValueError):
@@ -344,10 +348,18 @@ class MsalTokenProvider:
 _REQUIRED = {"invalid_grant", "interaction_required", "consent_required", "login_required", "expired_token", "code_expired"}
 
 
-def _error_from_result(result: Mapping[str, Any], authority: str) -> errors.CrmSyncError:
+def _error_from_result(result: Mapping[str, Any], authority: str, login: Login | None = None) -> errors.CrmSyncError:
     code = str(result.get("error") or "unknown_error")
     desc = str(result.get("error_description") or "").strip().splitlines()
     detail = f" ({desc[0]})" if desc else ""
+    if code == "invalid_client" and isinstance(login, CertificateLogin):
+        return errors.AuthError(
+            f"The application (client) id or the certificate was rejected. Check that the certificate with "
+            f"thumbprint {login.thumbprint} is uploaded to the app registration (Certificates & secrets ▸ "
+            "Certificates), that it has not expired there, and that the client id is that app "
+            f"registration's.{detail}",
+            title="Application credentials rejected",
+        )
     if code == "invalid_client":
         return errors.AuthError(
             "The application (client) id, client secret or certificate was rejected. Check them in the "

@@ -4,7 +4,9 @@ Exit codes: 0 success; 2 bad input (usage, a bad configuration file or filter); 
 ``exit_code`` of the domain error (see ``errors.py``: keyring, sign-in, server, network, local
 database, unknown profile); 9 a run finished with errors; 10 Verify found differences.
 ``--json`` prints one JSON document on stdout, errors included, so scripts never parse prose.
-Secrets are never taken from the command line: ``profiles set-secret`` reads them from stdin.
+Secrets are never taken from the command line: ``profiles set-secret`` reads them from stdin (or a
+prompt on a terminal); a certificate's passphrase for ``profiles add --certificate`` comes from
+``CRMSYNC_CERTIFICATE_PASSPHRASE``, the keyring, a prompt or stdin, and goes to the keyring.
 """
 
 from __future__ import annotations
@@ -51,8 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--server-kind", choices=["dataverse", "resco"], default="dataverse")
     add.add_argument("--server-url", required=True)
-    add.add_argument("--auth", choices=["client_secret", "device_code", "interactive", "password"],
-                     default="client_secret", help="how to sign in to the server")
+    add.add_argument("--auth", choices=["client_secret", "certificate", "device_code", "interactive", "password"],
+                     default=None, help="how to sign in to the server (default: certificate with --certificate, "
+                                        "else the profile's current method, else client_secret)")
+    add.add_argument("--certificate", metavar="PATH",
+                     help="certificate sign-in: the PFX/PKCS#12 or PEM file with the private key and the "
+                          "certificate (the path is stored, the file is checked now and its thumbprint shown). "
+                          f"A passphrase, if the file has one, is taken from {commands.PASSPHRASE_ENV}, or the "
+                          "one already in the keyring, or asked for (read from stdin when it is not a terminal), "
+                          "and stored in the OS keyring")
     add.add_argument("--tenant", default="", help="Entra ID tenant (optional: discovered from the organization)")
     add.add_argument("--client-id", default="", help="application (client) id of the app registration")
     add.add_argument("--server-user", default="")

@@ -7,12 +7,15 @@ and ``ProfileService``, exactly as the console and the tray do.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from crmsync_desktop.auth.certificates import CertificateInfo, inspect_certificate
 from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
 from crmsync_desktop.domain import (
     AuthKind,
@@ -24,7 +27,13 @@ from crmsync_desktop.domain import (
     TransactionStatus,
     parse_daily_at,
 )
-from crmsync_desktop.errors import ConfigError, ConfigFileError, ProfileNotFoundError
+from crmsync_desktop.errors import (
+    CertificateError,
+    ConfigError,
+    ConfigFileError,
+    ProfileNotFoundError,
+    SecretMissingError,
+)
 from crmsync_desktop.store.db import Database
 from crmsync_desktop.sync.config_file import MAX_INTERVAL_MINUTES
 from crmsync_desktop.sync.engine import RunResult, SyncEngine
@@ -33,6 +42,8 @@ from crmsync_desktop.sync.scheduler import ScheduleKind, describe_schedule, load
 
 EXIT_RUN_FAILED = 9
 EXIT_DIFFERENCES = 10
+PASSPHRASE_ENV = "CRMSYNC_CERTIFICATE_PASSPHRASE"
+"""Where ``profiles add --certificate`` takes the certificate's passphrase from in unattended set-ups."""
 
 
 @dataclass
@@ -67,10 +78,74 @@ def _run_outcome(result: RunResult, verb: str) -> Outcome:
 # -- profiles and configuration -----------------------------------------------------------------
 
 
+def _read_secret(prompt: str) -> str:
+    """A secret from the terminal (not echoed) or, when stdin is not a terminal, its first line."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _certificate_data(info: CertificateInfo) -> dict[str, Any]:
+    return {"path": info.path, "thumbprint": info.thumbprint, "thumbprint_sha256": info.thumbprint_sha256,
+            "subject": info.subject, "not_before": info.not_before, "not_after": info.not_after,
+            "expired": info.expired()}
+
+
+def _certificate_text(info: CertificateInfo) -> str:
+    lines = [(f"Certificate {info.path}: thumbprint {info.thumbprint}, valid until {info.not_after:%Y-%m-%d %H:%M} "
+              f"UTC ({info.subject or 'no subject'}). The app registration must list this thumbprint under "
+              "Certificates & secrets ▸ Certificates.")]
+    problem = info.validity_problem()
+    if problem:
+        lines.append(f"Warning: {problem}")
+    return "\n".join(lines)
+
+
+async def _check_certificate(ctx: Context, profile: str, path: str) -> tuple[CertificateInfo, str | None]:
+    """Read the certificate file now; return it and a passphrase to store (None: nothing new to store).
+
+    The passphrase is tried from CRMSYNC_CERTIFICATE_PASSPHRASE, else from the keyring; when the
+    file needs one and neither opens it, it is asked for (or read from stdin). Never from argv.
+    """
+    from_env = os.environ.get(PASSPHRASE_ENV) or None
+    stored: str | None = None
+    if from_env is None:
+        try:
+            stored = await ctx.credentials.aget_secret(profile, SecretKind.SERVER_CERTIFICATE_PASSWORD)
+        except SecretMissingError:
+            stored = None
+    candidate = from_env or stored
+
+    async def inspect(passphrase: str | None) -> CertificateInfo:
+        info = await asyncio.to_thread(inspect_certificate, path, passphrase)
+        if info.encrypted and not passphrase:
+            raise CertificateError(f"The private key in {path} is protected by a passphrase.",
+                                   reason="passphrase_needed", path=path)
+        return info
+
+    try:
+        info = await inspect(candidate)
+        new = from_env if info.encrypted and from_env is not None and from_env != stored else None
+        return info, new
+    except CertificateError as exc:
+        if exc.reason not in ("passphrase_needed", "wrong_passphrase") or from_env is not None:
+            raise
+        entered = _read_secret(f"Passphrase of {path}: ")
+        if not entered:
+            raise CertificateError(
+                f"{exc.message} Give the passphrase at the prompt, on stdin, or in {PASSPHRASE_ENV}; nothing was "
+                "saved.", reason=exc.reason, path=path,
+            ) from None
+        return await inspect(entered), entered
+
+
 async def profiles_list(ctx: Context) -> Outcome:
     profiles = await ctx.profiles.list_profiles()
     data = [
         {"name": p.name, "server_kind": p.server_kind.value, "server_url": p.server_url,
+         "server_auth_kind": p.server_auth_kind.value, "certificate_path": p.certificate_path,
          "client_url": p.client_url, "state": p.state.value}
         for p in profiles
     ]
@@ -85,32 +160,69 @@ async def profiles_list(ctx: Context) -> Outcome:
 async def profiles_add(ctx: Context) -> Outcome:
     a = ctx.args
     try:
-        existing = await ctx.engine.get_profile(a.name)
+        existing: ConnectionProfile | None = await ctx.engine.get_profile(a.name)
     except ProfileNotFoundError:
-        existing = ConnectionProfile(name=a.name)
+        existing = None
+    base = existing or ConnectionProfile(name=a.name)
+    server_kind = ServerKind(a.server_kind)
+    if a.auth:
+        auth = AuthKind(a.auth)
+    elif a.certificate:
+        auth = AuthKind.CERTIFICATE
+    else:
+        auth = existing.server_auth_kind if existing is not None else AuthKind.CLIENT_SECRET
+    certificate_path = ""
+    secrets: dict[SecretKind, str] = {}
+    info: CertificateInfo | None = None
+    if a.certificate and auth is not AuthKind.CERTIFICATE:
+        raise ConfigError(f"--certificate is for certificate sign-in, but --auth is {auth.value}. "
+                          "Drop --auth (or use --auth certificate), or drop --certificate.")
+    if auth is AuthKind.CERTIFICATE:
+        if server_kind is not ServerKind.DATAVERSE:
+            raise ConfigError("Certificate sign-in is for a Dynamics 365 / Dataverse server (--server-kind dataverse).")
+        certificate_path = str(Path(a.certificate).expanduser().resolve()) if a.certificate else base.certificate_path
+        if not certificate_path:
+            raise ConfigError("Certificate sign-in needs the certificate file: add --certificate PATH (a PFX, or a PEM "
+                              "file with the private key and the certificate).")
+        info, passphrase = await _check_certificate(ctx, a.name, certificate_path)
+        if passphrase:
+            secrets[SecretKind.SERVER_CERTIFICATE_PASSWORD] = passphrase
     profile = replace(
-        existing, server_kind=ServerKind(a.server_kind), server_url=a.server_url, server_auth_kind=AuthKind(a.auth),
+        base, server_kind=server_kind, server_url=a.server_url, server_auth_kind=auth,
         tenant_id=a.tenant, client_id=a.client_id, server_user=a.server_user, client_url=a.client_url,
-        client_user=a.client_user, verify_tls=not a.no_verify_tls,
+        client_user=a.client_user, verify_tls=not a.no_verify_tls, certificate_path=certificate_path,
     )
-    await ctx.engine.save_connection(profile, {})
-    return Outcome({"profile": a.name}, f"Saved profile '{a.name}'. Store its secrets with "
-                                        f"'crmsync profiles set-secret {a.name} KIND' (read from stdin).")
+    await ctx.engine.save_connection(profile, secrets)
+    data: dict[str, Any] = {"profile": a.name}
+    lines = [f"Saved profile '{a.name}'."]
+    if info is not None:
+        data["certificate"] = _certificate_data(info)
+        lines.append(_certificate_text(info))
+        if secrets:
+            lines.append("Its passphrase is stored in the OS keyring.")
+    lines.append(f"Store its secrets with 'crmsync profiles set-secret {a.name} KIND' (read from stdin).")
+    return Outcome(data, "\n".join(lines))
 
 
 async def profiles_set_secret(ctx: Context) -> Outcome:
     kind = SecretKind(ctx.args.kind)
-    if sys.stdin.isatty():
-        import getpass
-
-        value = getpass.getpass(f"{kind.value} for {ctx.args.name}: ")
-    else:
-        value = sys.stdin.readline().rstrip("\r\n")
+    value = _read_secret(f"{kind.value} for {ctx.args.name}: ")
     if not value:
         raise ConfigError("No secret was given on standard input; nothing was stored.")
     profile = await ctx.engine.get_profile(ctx.args.name)
+    note = ""
+    if kind is SecretKind.SERVER_CERTIFICATE_PASSWORD and profile.certificate_path:
+        try:  # a wrong passphrase is refused here rather than at the next scheduled sync
+            info = await asyncio.to_thread(inspect_certificate, profile.certificate_path, value)
+        except CertificateError as exc:
+            if exc.reason == "wrong_passphrase":
+                raise
+            note = f" The certificate file could not be checked: {exc.message}"
+        else:
+            note = f" It opens {info.path} (thumbprint {info.thumbprint})."
     await ctx.engine.save_connection(profile, {kind: value})
-    return Outcome({"profile": profile.name, "kind": kind.value}, f"Stored {kind.value} for '{profile.name}' in the keyring.")
+    return Outcome({"profile": profile.name, "kind": kind.value},
+                   f"Stored {kind.value} for '{profile.name}' in the keyring.{note}")
 
 
 async def config_export(ctx: Context) -> Outcome:

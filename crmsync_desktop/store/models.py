@@ -83,6 +83,8 @@ class ConnectionProfileModel(_Timestamps, Base):
     state: Mapped[ConnectionState] = mapped_column(EnumText(ConnectionState, 16))
     metadata_updated_at: Mapped[datetime | None]
     verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
+    # certificate sign-in: the file's path (never its content or passphrase: those are not stored here)
+    certificate_path: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class EntityConfigModel(_Timestamps, Base):

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -34,9 +35,11 @@ from crmsync_desktop.errors import ConfigFileError, FilterError
 from crmsync_desktop.sync.filters import FilterMetadata, as_metadata, parse_filter, validate_filter
 
 FORMAT_MARKER = "crmsync-desktop/config"
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 """1: the first format. 2: ``schedule.daily_at`` (run once a day at a local time instead of every N
-minutes). Version 1 files stay importable: their schedule is the interval one."""
+minutes). 3: ``profile.certificate_path`` (certificate sign-in: the file's path, never its content or
+passphrase). Version 1 and 2 files stay importable: their schedule is the interval one (v1) and their
+profile has no certificate file (v1, v2)."""
 MAX_CONFIG_FILE_BYTES = 10 * 1024 * 1024
 """Files larger than this (10 MiB) are refused before they are parsed."""
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
@@ -49,7 +52,12 @@ def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
+def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 only added the optional ``profile.certificate_path``: a version-2 profile has no certificate file."""
+    return document
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3}
 """``MIGRATIONS[n]`` turns a version-``n`` document into a version-``n + 1`` one (a pure dict → dict
 function). When ``CURRENT_VERSION`` is bumped, add the step from the previous version here: files of
 every version with an unbroken chain of steps up to ``CURRENT_VERSION`` stay importable."""
@@ -70,6 +78,9 @@ _SECRET_WORDS = (
     "pfx",
     "pem",
 )
+_NOT_SECRETS = frozenset({"profile.certificate_path"})
+"""Keys that contain a secret-looking word but hold no secret: where a secret is, never what it is."""
+MAX_PATH_CHARS = 4096
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
@@ -116,6 +127,7 @@ def config_to_document(cfg: ProfileConfig, *, exported_at: datetime | None = Non
             if p.metadata_updated_at is None
             else format_datetime(p.metadata_updated_at),
             "verify_tls": p.verify_tls,
+            "certificate_path": p.certificate_path,
         },
         "entities": [
             {
@@ -275,6 +287,8 @@ def _find_secret_key(value: Any, path: str) -> str | None:
         for key, child in value.items():
             child_path = f"{path}.{key}" if path else key
             normalized = key.lower().replace("-", "_")
+            if child_path in _NOT_SECRETS and not isinstance(child, (dict, list)):
+                continue  # its value is checked where it is read
             if any(word in normalized for word in _SECRET_WORDS):
                 return child_path
             found = _find_secret_key(child, child_path)
@@ -416,6 +430,7 @@ class _Reader:
                 "state",
                 "metadata_updated_at",
                 "verify_tls",
+                "certificate_path",
             ),
         )
         name = self._str(obj, "name", path)
@@ -447,7 +462,30 @@ class _Reader:
             state=self._enum(obj, "state", path, ConnectionState, ConnectionState.DISCONNECTED),
             metadata_updated_at=self._datetime(obj, "metadata_updated_at", path),
             verify_tls=self._bool(obj, "verify_tls", path, True),
+            certificate_path=self._certificate_path(obj, path),
         )
+
+    @staticmethod
+    def _certificate_path(obj: dict[str, Any], path: str) -> str:
+        value = _Reader._str(obj, "certificate_path", path, "")
+        where = f"{path}.certificate_path"
+        if not value:
+            return value
+        if "-----BEGIN" in value or "PRIVATE KEY" in value.upper():
+            raise _fail(where, f"this is the certificate's content, not the path of its file. {_SECRETS_RULE}")
+        if _CONTROL_RE.search(value) or len(value) > MAX_PATH_CHARS or value != value.strip():
+            raise _fail(
+                where,
+                f"expected the path of a certificate file (at most {MAX_PATH_CHARS} printable characters, no "
+                "leading or trailing spaces).",
+            )
+        if not (PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute()):
+            raise _fail(
+                where,
+                f"{value!r} is a relative path; write the full path of the certificate file (like "
+                "/etc/crmsync/contoso.pfx or C:\\crmsync\\contoso.pfx), since crmsync may run from any folder.",
+            )
+        return value
 
     def entity(self, value: Any, path: str) -> EntityConfig:
         obj = self._object(

@@ -1,21 +1,25 @@
 """Builds the signed-in connectors of a connection profile: the only place that knows which product is where.
 
-The server is Dataverse (MSAL sign-in; the secret from the keyring; the authority from the tenant
-or discovered from the organization's own 401 challenge) or, experimentally, another Resco Cloud
+The server is Dataverse (MSAL sign-in with a client secret from the keyring, a certificate file whose
+passphrase is in the keyring, a device code or the browser; the authority from the tenant or
+discovered from the organization's own 401 challenge) or, experimentally, another Resco Cloud
 organization; the client is always Resco Cloud (user and password from the keyring). The engine
 receives two ``Connector`` values and never learns which is which product.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from crmsync_desktop.auth.certificates import load_client_certificate
 from crmsync_desktop.auth.credentials import CredentialStore, SecretKind
 from crmsync_desktop.auth.msal_provider import (
+    CertificateLogin,
     ClientSecretLogin,
     DeviceCodeLogin,
     DeviceCodePrompt,
@@ -25,7 +29,7 @@ from crmsync_desktop.auth.msal_provider import (
 )
 from crmsync_desktop.auth.token_cache import open_token_cache
 from crmsync_desktop.domain import AuthKind, ConnectionProfile, ServerKind
-from crmsync_desktop.errors import AuthRequiredError, ConfigError, InvalidUrlError
+from crmsync_desktop.errors import AuthRequiredError, ConfigError, InvalidUrlError, SecretMissingError
 from crmsync_desktop.sync.connectors.base import Connector
 from crmsync_desktop.sync.connectors.dataverse.auth import discover_authority, normalize_org_url, scope_for
 from crmsync_desktop.sync.connectors.dataverse.client import DataverseConnector, DataverseSettings
@@ -83,13 +87,17 @@ class ProfileConnectorFactory:
         self._token_cache_path = token_cache_path
         self._ca_bundle = ca_bundle
         self._on_device_code = on_device_code
-        self._providers: dict[tuple[str, str, bool], MsalTokenProvider] = {}
+        self._providers: dict[tuple[str, str, bool, str], MsalTokenProvider] = {}
+        self._logins: dict[tuple[str, str, bool, str], Login] = {}
+        self._retired: list[MsalTokenProvider] = []  # replaced after a credential change; closed at exit
 
     def close(self) -> None:
         """Release the sign-in providers' HTTP connections (the composition root calls this at exit)."""
-        for provider in self._providers.values():
+        for provider in [*self._providers.values(), *self._retired]:
             provider.close()
         self._providers.clear()
+        self._logins.clear()
+        self._retired.clear()
 
     async def open(self, profile: ConnectionProfile) -> OrganizationPair:
         client = await self._resco(profile.client_url, profile.client_user, profile.name, SecretKind.CLIENT_PASSWORD,
@@ -154,21 +162,30 @@ class ProfileConnectorFactory:
             await provider.sign_in(scope)
 
     async def token_provider(self, profile: ConnectionProfile) -> MsalTokenProvider:
-        """The profile's MSAL provider (kept for the app's lifetime so its memory cache is reused)."""
-        key = (profile.name, profile.server_url, profile.verify_tls)
+        """The profile's MSAL provider (kept for the app's lifetime so its memory cache is reused).
+
+        The sign-in credentials are read first (keyring, certificate file), so a missing secret or an
+        unusable certificate is reported before any request. When they changed since the provider
+        was made (a new client secret, another certificate file or passphrase, another sign-in
+        method), a new provider replaces it: Test connection right after a fix uses the fix.
+        """
+        login = await self._login(profile)
+        key = (profile.name, profile.server_url, profile.verify_tls, profile.tenant_id)
         if key in self._providers:
-            return self._providers[key]
+            if self._logins.get(key) == login:
+                return self._providers[key]
+            self._retired.append(self._providers.pop(key))  # a running sync may still hold it
         verify = self._verify(profile.verify_tls)
         if profile.tenant_id:
             authority = f"https://login.microsoftonline.com/{profile.tenant_id}"
         else:
             authority = await discover_authority(profile.server_url, verify=verify)
-        login = await self._login(profile)
         cache = None
         if profile.server_auth_kind in PUBLIC_AUTH and self._token_cache_path is not None:
             cache = open_token_cache(self._token_cache_path)
         provider = MsalTokenProvider(login, authority, token_cache=cache, verify=verify)
         self._providers[key] = provider
+        self._logins[key] = login
         return provider
 
     async def _login(self, profile: ConnectionProfile) -> Login:
@@ -180,14 +197,33 @@ class ProfileConnectorFactory:
         if kind is AuthKind.CLIENT_SECRET:
             secret = await self._credentials.aget_secret(profile.name, SecretKind.SERVER_CLIENT_SECRET)
             return ClientSecretLogin(profile.client_id, secret)
+        if kind is AuthKind.CERTIFICATE:
+            return await self._certificate_login(profile)
         if kind is AuthKind.DEVICE_CODE:
             return DeviceCodeLogin(profile.client_id, self._on_device_code or _no_prompt)
         if kind is AuthKind.INTERACTIVE:
             return InteractiveLogin(profile.client_id, login_hint=profile.server_user or None)
         raise ConfigError(
             f"Sign-in with {kind.value.replace('_', ' ')} is not available for Dynamics 365 in this version. "
-            "Use a client secret, a device code or the browser."
+            "Use a client secret, a certificate, a device code or the browser."
         )
+
+    async def _certificate_login(self, profile: ConnectionProfile) -> CertificateLogin:
+        """The certificate file of the profile, opened with the passphrase from the keyring (if one is stored)."""
+        if not profile.certificate_path:
+            raise ConfigError(
+                f"Profile '{profile.name}' signs in with a certificate but has no certificate file. Open Connection "
+                "and pick the file (PEM or PFX with the private key), or run 'crmsync profiles add "
+                f"\"{profile.name}\" … --certificate PATH'."
+            )
+        try:
+            passphrase: str | None = await self._credentials.aget_secret(
+                profile.name, SecretKind.SERVER_CERTIFICATE_PASSWORD
+            )
+        except SecretMissingError:
+            passphrase = None  # a file without a passphrase; if it has one, reading it says so
+        certificate = await asyncio.to_thread(load_client_certificate, profile.certificate_path, passphrase)
+        return CertificateLogin(profile.client_id, certificate.private_key_pem, certificate.info.thumbprint)
 
 
 def _no_prompt(prompt: DeviceCodePrompt) -> None:

@@ -2,8 +2,16 @@
 
 Top: the Resco Cloud (client) organization: URL, user, password. Then the server type (Dynamics
 365 / Dataverse, or Resco Cloud, experimental) and the server login: URL and, for Dynamics, the
-sign-in method (client secret, device code, browser), tenant and application (client) id. A link
-under the sign-in method shows the app-registration steps for that method (``views/help_text.py``).
+sign-in method (client secret, certificate, device code, browser), tenant and application (client)
+id. A link under the sign-in method shows the app-registration steps for that method
+(``views/help_text.py``).
+
+Certificate sign-in takes the certificate file (picked with Browse…, a PEM or PFX file with the
+private key) and its passphrase, if it has one. The file is read in a worker thread as soon as it is
+picked: its thumbprint and expiry are shown so they can be matched with the app registration, and
+every problem (missing file, wrong passphrase, no private key…) appears next to its field. Save,
+Test and Connect read it once more before anything is stored or sent. The path is kept in the
+profile; the passphrase goes to the OS keyring and is never shown again.
 
 Every URL is checked and normalised as it is typed, so a typo gets a precise inline message
 before any request. Secrets go straight to the OS keyring through ``SyncEngine.save_connection``;
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -27,6 +36,7 @@ from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -41,9 +51,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from crmsync_desktop.auth.certificates import CERTIFICATE_FILE_FILTER, CertificateInfo, inspect_certificate
 from crmsync_desktop.auth.credentials import SecretKind
 from crmsync_desktop.domain import AuthKind, ConnectionProfile, ConnectionState, ServerKind
-from crmsync_desktop.errors import CrmSyncError, InvalidUrlError
+from crmsync_desktop.errors import CertificateError, CrmSyncError, InvalidUrlError
 from crmsync_desktop.sync.connection_urls import normalize_client_url, normalize_server_url
 from crmsync_desktop.sync.connectors.types import Identity
 from crmsync_desktop.sync.engine import RunResult, SyncEngine
@@ -66,6 +77,7 @@ STORED_PLACEHOLDER = "stored in the keyring — leave empty to keep"
 _SERVER_KINDS = ((ServerKind.DATAVERSE, "Dynamics 365 / Dataverse"), (ServerKind.RESCO, "Resco Cloud (experimental)"))
 _SIGN_IN = (
     (AuthKind.CLIENT_SECRET, "Client secret (app registration)"),
+    (AuthKind.CERTIFICATE, "Certificate (app registration)"),
     (AuthKind.DEVICE_CODE, "Device code (sign in on another device)"),
     (AuthKind.INTERACTIVE, "Browser (interactive sign-in)"),
 )
@@ -74,7 +86,7 @@ DISCONNECT_TEXT = (
     "Disconnect '{name}'?\n\n"
     "• crmsync forgets where each entity's sync stopped and which client records came from the server: "
     "after connecting again, the next sync reads every entity in full.\n"
-    "• The client password{secret} of this profile are removed from the keyring.\n"
+    "• The client password{secret} of this profile are removed from the keyring.{files}\n"
     "• Kept: the connection settings, the entity selection, filters and field choices, and offline "
     "transactions still waiting for delivery.\n"
     "• Nothing is deleted in either organization."
@@ -173,6 +185,32 @@ class ConnectionDialog(QDialog):
         self.client_id_error = _error_label()
         self.client_secret = self._secret_edit("clientSecret")
         self.client_secret_error = _error_label()
+        self.certificate_path = QLineEdit(profile.certificate_path if profile else "")
+        self.certificate_path.setObjectName("certificatePath")
+        self.certificate_path.setPlaceholderText("full path of the .pfx or .pem file with the private key")
+        self.certificate_path.setClearButtonEnabled(True)
+        self.browse_certificate = QPushButton("Browse…")
+        self.browse_certificate.setObjectName("browseCertificate")
+        self.browse_certificate.setToolTip("Pick the certificate file (PFX/PKCS#12, or PEM with the private key)")
+        self.browse_certificate.clicked.connect(lambda: self.choose_certificate())
+        self.certificate_row = QWidget()
+        certificate_layout = QHBoxLayout(self.certificate_row)
+        certificate_layout.setContentsMargins(0, 0, 0, 0)
+        certificate_layout.addWidget(self.certificate_path, 1)
+        certificate_layout.addWidget(self.browse_certificate)
+        self.certificate_error = _error_label()
+        self.certificate_passphrase = self._secret_edit("certificatePassphrase")
+        self.certificate_passphrase_error = _error_label()
+        self.certificate_info = QLabel()
+        self.certificate_info.setObjectName("certificateInfo")
+        self.certificate_info.setWordWrap(True)
+        self.certificate_info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.certificate_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.certificate: CertificateInfo | None = None  # the picked file, once it was read
+        self.file_dialog: QFileDialog | None = None
+        self._inspection: asyncio.Task[Any] | None = None
+        self._inspected: tuple[str, str] | None = None
+        self._stored_known = profile is None  # which secrets the keyring holds (see refresh_stored)
         self.help_link = QLabel(f'<a href="#{APP_REGISTRATION_ANCHOR}">{APP_REGISTRATION_LINK_TEXT}</a>')
         self.help_link.setObjectName("appRegistrationHelp")
         self.help_link.setTextFormat(Qt.TextFormat.RichText)
@@ -196,6 +234,11 @@ class ConnectionDialog(QDialog):
         self.server_form.addRow("", self.client_id_error)
         self.server_form.addRow("Client secret", self.client_secret)
         self.server_form.addRow("", self.client_secret_error)
+        self.server_form.addRow("Certificate file", self.certificate_row)
+        self.server_form.addRow("", self.certificate_error)
+        self.server_form.addRow("Certificate passphrase", self.certificate_passphrase)
+        self.server_form.addRow("", self.certificate_passphrase_error)
+        self.server_form.addRow("", self.certificate_info)
         self.server_form.addRow("Username", self.server_user)
         self.server_form.addRow("", self.server_user_error)
         self.server_form.addRow("Password", self.server_password)
@@ -322,6 +365,8 @@ class ConnectionDialog(QDialog):
                 self.sign_in.setCurrentIndex(max(0, self.sign_in.findData(profile.server_auth_kind.value)))
         self.server_kind.currentIndexChanged.connect(self._kind_changed)
         self.sign_in.currentIndexChanged.connect(self._kind_changed)
+        self.certificate_path.editingFinished.connect(self._certificate_edited)
+        self.certificate_passphrase.editingFinished.connect(self._certificate_edited)
         self.client_url.textChanged.connect(lambda *_: self._check_client_url())
         self.server_url.textChanged.connect(lambda *_: self._check_server_url())
         self.server_kind.currentIndexChanged.connect(lambda *_: self._check_server_url())
@@ -367,6 +412,10 @@ class ConnectionDialog(QDialog):
             self.server_form.setRowVisible(widget, dataverse)
         self.help_link.setToolTip(app_registration_help(auth) if dataverse else "")
         self.server_form.setRowVisible(self.client_secret, dataverse and auth is AuthKind.CLIENT_SECRET)
+        certificate = dataverse and auth is AuthKind.CERTIFICATE
+        for widget in (self.certificate_row, self.certificate_passphrase):
+            self.server_form.setRowVisible(widget, certificate)
+        self.server_form.setRowVisible(self.certificate_info, certificate and bool(self.certificate_info.text()))
         self.server_form.setRowVisible(self.server_user, not dataverse or auth is AuthKind.INTERACTIVE)
         self.server_form.setRowVisible(self.server_password, not dataverse)
         label = self.server_form.labelForField(self.server_user)
@@ -375,9 +424,11 @@ class ConnectionDialog(QDialog):
         self.server_user.setPlaceholderText("admin@contoso.com" if not dataverse
                                             else "pre-fills the browser sign-in, e.g. admin@contoso.com")
         for error in (self.client_id_error, self.client_secret_error, self.server_user_error,
-                      self.server_password_error):
+                      self.server_password_error, self.certificate_error, self.certificate_passphrase_error):
             self._set_error(error, None)
         self._update_placeholders()
+        if certificate and self._stored_known and self.certificate is None and self.certificate_path.text().strip():
+            self.inspect_certificate_file()
 
     def show_app_registration_help(self) -> QMessageBox:
         """The app-registration steps for the chosen sign-in method, in a small box beside the dialog."""
@@ -426,11 +477,152 @@ class ConnectionDialog(QDialog):
         self._set_error(self.server_url_error, None)
         return url
 
+    # -- certificate ---------------------------------------------------------------------------
+
+    @property
+    def _certificate_mode(self) -> bool:
+        return self.kind is ServerKind.DATAVERSE and self.auth_kind is AuthKind.CERTIFICATE
+
+    def choose_certificate(self) -> QFileDialog:
+        """Browse…: a file picker (opened non-modally) for the certificate file; picking it reads it."""
+        current = self.certificate_path.text().strip()
+        folder = str(Path(current).expanduser().parent) if current else str(Path.home())
+        dialog = QFileDialog(self, "Choose the certificate file (with its private key)", folder, CERTIFICATE_FILE_FILTER)
+        dialog.setObjectName("certificateFileDialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
+        dialog.fileSelected.connect(self.set_certificate_file)
+        dialog.open()
+        self.file_dialog = dialog
+        return dialog
+
+    def set_certificate_file(self, path: str) -> asyncio.Task[Any] | None:
+        """Use ``path`` as the certificate file, then read it to show its thumbprint and expiry."""
+        self.certificate_path.setText(str(Path(path)))
+        return self.inspect_certificate_file()
+
+    def _certificate_edited(self) -> None:
+        if not self._certificate_mode or not self._stored_known:
+            return
+        if (self.certificate_path.text().strip(), self.certificate_passphrase.text()) != self._inspected:
+            self.inspect_certificate_file()
+
+    def _checked_certificate_path(self, *, quiet_empty: bool = False) -> str | None:
+        text = self.certificate_path.text().strip()
+        if not text:
+            self._set_error(self.certificate_error, None if quiet_empty else
+                            "Pick the certificate file (a PFX, or a PEM file with the private key) with Browse….")
+            return None
+        path = Path(text).expanduser()
+        if not (path.is_absolute() or PureWindowsPath(text).is_absolute() or PurePosixPath(text).is_absolute()):
+            self._set_error(self.certificate_error, "Enter the full path of the certificate file, or pick it with "
+                                                    "Browse….")
+            return None
+        self._set_error(self.certificate_error, None)
+        return str(path)
+
+    def inspect_certificate_file(self) -> asyncio.Task[Any] | None:
+        """Read the certificate file in a worker thread; show its thumbprint and expiry, or the problem."""
+        path = self._checked_certificate_path(quiet_empty=True)
+        self.certificate = None
+        if self._inspection is not None and not self._inspection.done():
+            self._inspection.cancel()  # a newer choice wins; the older answer is ignored
+        if path is None:
+            self._show_certificate_text("")
+            return None
+        passphrase = self.certificate_passphrase.text()
+        self._inspected = (self.certificate_path.text().strip(), passphrase)
+        self._show_certificate_text("Reading the certificate…")
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, CertificateError):
+                self._certificate_problem(exc)
+            else:
+                self._show_certificate_text("")
+                show_error(self, exc)
+
+        self._inspection = run_op(self, asyncio.to_thread(inspect_certificate, path, passphrase or None),
+                                  on_success=self._show_certificate, on_error=failed)
+        return self._inspection
+
+    def _show_certificate_text(self, text: str, problem: bool = False) -> None:
+        self.certificate_info.setText(text)
+        self.certificate_info.setStyleSheet("color: #b3261e;" if problem else "")
+        self.server_form.setRowVisible(self.certificate_info, self._certificate_mode and bool(text))
+
+    def _show_certificate(self, info: CertificateInfo) -> None:
+        self.certificate = info
+        self._set_error(self.certificate_error, None, self.server_form)
+        self._set_error(self.certificate_passphrase_error, None, self.server_form)
+        protected = ", protected by a passphrase" if info.encrypted else ""
+        lines = [
+            f"Thumbprint: {info.thumbprint}",
+            (f"Valid from {info.not_before:%Y-%m-%d} until {info.not_after:%Y-%m-%d %H:%M} UTC · "
+             f"{info.subject or 'no subject'} · {info.file_format}{protected}"),
+            ("The app registration (Certificates & secrets ▸ Certificates) must list this thumbprint: upload the "
+             "certificate's public part (.cer) there."),
+        ]
+        problem = info.validity_problem()
+        if problem:
+            lines.append(f"⚠ {problem}")
+        self._show_certificate_text("\n".join(lines), problem=problem is not None)
+        if info.encrypted and not self.certificate_passphrase.text() and \
+                SecretKind.SERVER_CERTIFICATE_PASSWORD not in self.stored:
+            self._set_error(self.certificate_passphrase_error,
+                            "The private key in this file is protected: enter its passphrase.", self.server_form)
+
+    def _certificate_problem(self, exc: CertificateError) -> None:
+        """Put a certificate problem next to the field it is about."""
+        self.certificate = None
+        self._show_certificate_text("")
+        if exc.reason == "passphrase_needed":
+            if SecretKind.SERVER_CERTIFICATE_PASSWORD in self.stored and not self.certificate_passphrase.text():
+                self._set_error(self.certificate_passphrase_error, None, self.server_form)
+                self._show_certificate_text("The file is protected by a passphrase; the one stored in the keyring is "
+                                            "used to sign in (Test connection checks it). Type the passphrase here "
+                                            "to show the thumbprint and expiry.")
+            else:
+                self._set_error(self.certificate_passphrase_error,
+                                "This file is protected by a passphrase: enter it.", self.server_form)
+            self._set_error(self.certificate_error, None, self.server_form)
+        elif exc.reason == "wrong_passphrase":
+            self._set_error(self.certificate_passphrase_error, exc.message, self.server_form)
+            self._set_error(self.certificate_error, None, self.server_form)
+        else:
+            self._set_error(self.certificate_error, exc.message, self.server_form)
+            self._set_error(self.certificate_passphrase_error, None, self.server_form)
+
+    async def _verify_certificate(self, path: str, passphrase: str) -> None:
+        """Read the file once more before saving: nothing is stored or sent with an unusable certificate.
+
+        With a passphrase typed (or none stored) the whole file is checked, key included; with only a
+        stored one the dialog cannot check the passphrase (it never reads secrets): signing in does.
+        """
+        stored = SecretKind.SERVER_CERTIFICATE_PASSWORD in self.stored
+        try:
+            try:
+                info = await asyncio.to_thread(inspect_certificate, path, passphrase or None)
+            except CertificateError as exc:
+                if exc.reason == "passphrase_needed" and stored and not passphrase:
+                    return
+                raise
+            if info.encrypted and not passphrase and not stored:
+                raise CertificateError(
+                    f"The private key in {path} is protected by a passphrase, and none is stored. Enter it as the "
+                    "certificate passphrase.", reason="passphrase_needed", path=path,
+                )
+        except CertificateError as exc:
+            self._certificate_problem(exc)
+            raise
+        self._show_certificate(info)
+
     def _update_placeholders(self) -> None:
         for edit, kind, empty in (
             (self.client_password, SecretKind.CLIENT_PASSWORD, "the Resco Cloud user's password"),
             (self.client_secret, SecretKind.SERVER_CLIENT_SECRET, "the app registration's client secret value"),
             (self.server_password, SecretKind.SERVER_PASSWORD, "the server user's password"),
+            (self.certificate_passphrase, SecretKind.SERVER_CERTIFICATE_PASSWORD,
+             "only if the file has one (a PFX usually has)"),
         ):
             edit.setPlaceholderText(STORED_PLACEHOLDER if kind in self.stored else empty)
 
@@ -441,7 +633,10 @@ class ConnectionDialog(QDialog):
 
         def show(kinds: set[SecretKind]) -> None:
             self.stored = set(kinds)
+            self._stored_known = True
             self._update_placeholders()
+            if self._certificate_mode and self.certificate_path.text().strip():
+                self.inspect_certificate_file()
 
         return run_op(self, self._engine.stored_secrets(self._original.name), on_success=show)
 
@@ -488,6 +683,10 @@ class ConnectionDialog(QDialog):
                 ok &= self._required_secret(self.client_secret, SecretKind.SERVER_CLIENT_SECRET,
                                             self.client_secret_error, "the client secret", self.server_form)
                 secrets[SecretKind.SERVER_CLIENT_SECRET] = self.client_secret.text()
+            if auth is AuthKind.CERTIFICATE:
+                certificate_path = self._checked_certificate_path()
+                ok &= certificate_path is not None
+                secrets[SecretKind.SERVER_CERTIFICATE_PASSWORD] = self.certificate_passphrase.text()
         else:
             if not self.server_user.text().strip():
                 self._set_error(self.server_user_error, "Enter the server organization's user name.", self.server_form)
@@ -502,6 +701,7 @@ class ConnectionDialog(QDialog):
                                       "Nothing was saved. Fix the fields marked in red.")
             return None
         assert client_url is not None and server_url is not None
+        certificate = kind is ServerKind.DATAVERSE and auth is AuthKind.CERTIFICATE
         base = self._original or ConnectionProfile(name=name)
         profile = replace(
             base,
@@ -513,6 +713,7 @@ class ConnectionDialog(QDialog):
             server_user=self.server_user.text().strip(),
             client_url=client_url,
             client_user=self.client_user.text().strip(),
+            certificate_path=(self._checked_certificate_path() or "") if certificate else "",
         )
         return profile, {k: v for k, v in secrets.items() if v}
 
@@ -554,6 +755,9 @@ class ConnectionDialog(QDialog):
         profile, secrets = collected
 
         async def work() -> ConnectionProfile:
+            if profile.server_kind is ServerKind.DATAVERSE and profile.server_auth_kind is AuthKind.CERTIFICATE:
+                await self._verify_certificate(profile.certificate_path,
+                                               secrets.get(SecretKind.SERVER_CERTIFICATE_PASSWORD, ""))
             await self._engine.save_connection(profile, secrets)
             self._after_save(profile, set(secrets))
             if then is not None:
@@ -571,8 +775,9 @@ class ConnectionDialog(QDialog):
 
     def _after_save(self, profile: ConnectionProfile, kinds: set[SecretKind]) -> None:
         """The secrets are in the keyring: they leave the dialog, which only says that they are stored."""
-        for edit in (self.client_password, self.client_secret, self.server_password):
+        for edit in (self.client_password, self.client_secret, self.server_password, self.certificate_passphrase):
             edit.clear()
+        self._inspected = (self.certificate_path.text().strip(), "")
         self._original = profile
         self._existing.discard(profile.name.casefold())
         self.name_edit.setReadOnly(True)
@@ -657,10 +862,16 @@ class ConnectionDialog(QDialog):
     def ask_disconnect(self) -> QMessageBox | None:
         if self._original is None:
             return None
-        secret = {ServerKind.RESCO: " and the server password",
-                  ServerKind.DATAVERSE: " and the server's client secret"}[self._original.server_kind]
+        files = ""
+        if self._original.server_kind is ServerKind.RESCO:
+            secret = " and the server password"
+        elif self._original.server_auth_kind is AuthKind.CERTIFICATE:
+            secret = " and the certificate's passphrase"
+            files = f" The certificate file ({self._original.certificate_path}) is not deleted."
+        else:
+            secret = " and the server's client secret"
         box = QMessageBox(QMessageBox.Icon.Question, "Disconnect",
-                          DISCONNECT_TEXT.format(name=self._original.name, secret=secret),
+                          DISCONNECT_TEXT.format(name=self._original.name, secret=secret, files=files),
                           QMessageBox.StandardButton.Cancel, self)
         box.setObjectName("confirmDisconnect")
         yes = box.addButton("Disconnect", QMessageBox.ButtonRole.DestructiveRole)

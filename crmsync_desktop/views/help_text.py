@@ -37,6 +37,14 @@ _BY_METHOD = {
         "give it a security role with read on the synced tables (organization level) and create, write, "
         "delete, assign, append and append to on the tables that receive client changes."
     ),
+    AuthKind.CERTIFICATE: (
+        "Certificate (best for unattended sync machines): in the app registration open Certificates & secrets ▸ "
+        "Certificates ▸ Upload certificate and upload the public part only (.cer, .crt or .pem, no private key). "
+        "Here, pick the file with the private key (PFX/PKCS#12, or PEM with both the key and the certificate) and "
+        "enter its passphrase if it has one (it is kept in the OS keyring). The thumbprint shown here must match "
+        "the one the app registration lists. Then, in the Power Platform admin center, create the application "
+        "user for this app with a security role, exactly as for a client secret."
+    ),
     AuthKind.DEVICE_CODE: (
         "Device code: in the app registration set Authentication ▸ Allow public client flows to Yes, and add "
         "the API permission Dynamics CRM ▸ user_impersonation (delegated; grant admin consent). The person "

@@ -12,6 +12,7 @@ from msal_extensions import FilePersistence
 
 from crmsync_desktop import errors
 from crmsync_desktop.auth.msal_provider import (
+    CertificateLogin,
     ClientSecretLogin,
     DeviceCodeLogin,
     DeviceCodePrompt,
@@ -93,6 +94,30 @@ async def test_rejected_secret_is_an_actionable_auth_error(router: respx.MockRou
     finally:
         p.close()
     assert "s3cret" not in info.value.message and "AADSTS7000215" in info.value.message
+
+
+async def test_a_rejected_certificate_names_its_thumbprint(router: respx.MockRouter) -> None:
+    from tests.fakes.certificates import make_certificate
+
+    cert = make_certificate()
+    sts(router, MS, "tenant-1")
+    token = router.post(f"{MS}/tenant-1/oauth2/v2.0/token")
+    token.respond(401, json={
+        "error": "invalid_client", "error_description": "AADSTS700027: The certificate with identifier used to "
+        "sign the client assertion is not registered on application.\r\nTrace ID: 1"})
+    login = CertificateLogin("client-1", cert.key_pem().decode(), cert.thumbprint)
+    p = provider(router, login, f"{MS}/tenant-1")
+    try:
+        with pytest.raises(errors.AuthError) as info:
+            await p.get_token(SCOPES)
+    finally:
+        p.close()
+    form = token.calls[0].request.content.decode()
+    assert "client_assertion=eyJ" in form and "client_secret" not in form  # a signed assertion, no secret
+    assert info.value.title == "Application credentials rejected"
+    assert cert.thumbprint in info.value.message and "Certificates & secrets" in info.value.message
+    assert "AADSTS700027" in info.value.message and "PRIVATE KEY" not in info.value.message
+    assert "PRIVATE" not in repr(login) and cert.thumbprint in repr(login)
 
 
 async def test_unreachable_or_invalid_authority(router: respx.MockRouter) -> None:

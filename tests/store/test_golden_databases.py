@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crmsync_desktop.domain import TransactionStatus
+from crmsync_desktop.domain import AuthKind, TransactionStatus
 from crmsync_desktop.store import migrate, open_database
 from crmsync_desktop.store.repos import (
     count_transactions,
@@ -21,6 +21,7 @@ from crmsync_desktop.store.repos import (
     load_profile_config,
 )
 from tests.store.conftest import PROFILE
+from tests.store.data.make_golden import GOLDEN_CERTIFICATE
 
 GOLDEN = sorted(Path(__file__).with_name("data").glob("schema-*.db"))
 
@@ -44,6 +45,12 @@ def test_a_released_database_upgrades_and_keeps_its_data(golden: Path, tmp_path:
             assert [e.logical_name for e in config.entities] == ["account", "contact"]
             assert config.schedule.interval_minutes == 30
             assert config.schedule.daily_at == ("06:30" if golden.stem >= "schema-0004" else None)
+            if golden.stem >= "schema-0005":
+                assert config.profile.server_auth_kind is AuthKind.CERTIFICATE
+                assert config.profile.certificate_path == GOLDEN_CERTIFICATE
+            else:  # profiles from before certificate sign-in keep theirs, with no certificate file
+                assert config.profile.server_auth_kind is AuthKind.CLIENT_SECRET
+                assert config.profile.certificate_path == ""
             counts = await count_transactions(db, PROFILE)
             assert (counts[TransactionStatus.PENDING], counts[TransactionStatus.ERROR]) == (2, 1)
             state = await get_sync_state(db, PROFILE, "account")

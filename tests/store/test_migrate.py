@@ -46,7 +46,7 @@ def in_other_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 @pytest.mark.usefixtures("in_other_dir")
 def test_a_new_database_is_created_at_head_without_a_backup(db_path: Path, backups_dir: Path) -> None:
     assert migrate.upgrade(db_path, backups_dir) is None
-    assert migrate.current_revision(db_path) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(db_path) == migrate.head_revision() == "0005"
     assert not backups_dir.exists() or not any(backups_dir.iterdir())
 
 
@@ -154,3 +154,45 @@ def test_open_store_migrates_then_opens(db_path: Path, backups_dir: Path) -> Non
             )
             == migrate.head_revision()
         )
+
+
+def _profile_columns(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [row[1] for row in conn.execute("PRAGMA table_info(connection_profile)")]
+
+
+def test_0005_adds_the_certificate_path_keeps_profiles_and_downgrades(
+    db_path: Path, backups_dir: Path
+) -> None:
+    """0004 -> 0005: existing profiles keep their sign-in and get no certificate; 0005 -> 0004 drops it again."""
+    from alembic import command
+
+    golden = Path(__file__).with_name("data") / "schema-0004.db"
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(golden.read_bytes())
+    assert "certificate_path" not in _profile_columns(db_path)
+
+    backup = migrate.upgrade(db_path, backups_dir)
+
+    assert backup is not None and migrate.current_revision(db_path) == "0005"
+    assert "certificate_path" in _profile_columns(db_path)
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT name, server_auth_kind, certificate_path FROM connection_profile").fetchall()
+        assert rows == [("Contoso", "client_secret", "")]
+        conn.execute("UPDATE connection_profile SET certificate_path = '/etc/crmsync/c.pfx'")
+        conn.commit()
+
+    engine = make_engine(db_path, foreign_keys=False)
+    try:
+        with engine.begin() as conn:
+            config = migrate.alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0004")
+    finally:
+        engine.dispose()
+    assert migrate.current_revision(db_path) == "0004"
+    assert "certificate_path" not in _profile_columns(db_path)
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("SELECT name, server_auth_kind FROM connection_profile").fetchall() == [
+            ("Contoso", "client_secret")
+        ]

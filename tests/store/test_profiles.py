@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from crmsync_desktop.domain import (
+    AuthKind,
     ConflictPolicy,
     ConnectionState,
     DeletionStrategy,
@@ -59,7 +60,21 @@ CONTACT = EntityConfig(logical_name="contact", enabled=False)
 
 def test_the_profile_table_has_no_place_for_a_secret() -> None:
     columns = {c.name for c in ConnectionProfileModel.__table__.columns}
-    assert not {c for c in columns if any(w in c for w in ("secret", "password", "token", "key", "cert"))}
+    # The one exception is the certificate file's *path*; its key and passphrase are never stored here.
+    suspicious = {c for c in columns if any(w in c for w in ("secret", "password", "token", "key", "cert"))}
+    assert suspicious == {"certificate_path"}
+
+
+@pytest.mark.asyncio
+async def test_the_certificate_path_round_trips_through_save_and_the_profile_config(db: Database) -> None:
+    profile = dataclasses.replace(
+        sample_profile(), server_auth_kind=AuthKind.CERTIFICATE, certificate_path=r"C:\certs\contoso sync.pfx"
+    )
+    assert await save_profile(db, profile) == profile
+    assert (await get_profile(db, PROFILE)).certificate_path == r"C:\certs\contoso sync.pfx"
+    await replace_profile_config(db, ProfileConfig(dataclasses.replace(profile, certificate_path="/etc/c.pem")))
+    assert (await load_profile_config(db, PROFILE)).profile.certificate_path == "/etc/c.pem"
+    assert (await get_profile(db, "Contoso")).server_auth_kind is AuthKind.CERTIFICATE
 
 
 @pytest.mark.asyncio

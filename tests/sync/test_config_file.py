@@ -189,6 +189,7 @@ def test_export_writes_exactly_the_documented_keys_and_no_secret() -> None:
         "state",
         "metadata_updated_at",
         "verify_tls",
+        "certificate_path",
         "logical_name",
         "enabled",
         "sync_filter",
@@ -231,7 +232,81 @@ def test_a_version_1_file_without_daily_at_still_imports() -> None:
     interval_only = replace(FULL, schedule=replace(FULL.schedule, daily_at=None))
     assert parse_config(old) == interval_only
     again = json.loads(export_config(parse_config(old), exported_at=EXPORTED_AT))
-    assert (again["version"], again["schedule"]) == (2, {"enabled": False, "interval_minutes": 15, "daily_at": None})
+    assert (again["version"], again["schedule"]) == (
+        CURRENT_VERSION, {"enabled": False, "interval_minutes": 15, "daily_at": None}
+    )
+
+
+def test_a_version_2_file_without_certificate_path_still_imports() -> None:
+    """tests/data/config/good_full_v2.json is what the version-2 exporter wrote for FULL (no certificate path)."""
+    old = (DATA / "good_full_v2.json").read_bytes()
+    assert json.loads(old)["version"] == 2 and "certificate_path" not in json.loads(old)["profile"]
+    assert parse_config(old) == FULL
+    again = json.loads(export_config(parse_config(old), exported_at=EXPORTED_AT))
+    assert (again["version"], again["profile"]["certificate_path"]) == (CURRENT_VERSION, "")
+
+
+CERTIFICATE_PROFILE = ProfileConfig(
+    ConnectionProfile(
+        "Unattended",
+        server_url="https://contoso.crm4.dynamics.com",
+        server_auth_kind=AuthKind.CERTIFICATE,
+        tenant_id="contoso.onmicrosoft.com",
+        client_id="51f81489-12ee-4a9e-aaae-a2591f45987d",
+        certificate_path="/etc/crmsync/contoso-sync.pfx",
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "path", ["/etc/crmsync/contoso-sync.pfx", r"C:\ProgramData\crmsync\Contoso Sync.pfx", r"\\files\certs\c.pem"]
+)
+def test_the_certificate_path_round_trips_and_is_not_taken_for_a_secret(path: str) -> None:
+    cfg = replace(CERTIFICATE_PROFILE, profile=replace(CERTIFICATE_PROFILE.profile, certificate_path=path))
+    data = export_config(cfg, exported_at=EXPORTED_AT)
+    assert json.loads(data)["profile"]["certificate_path"] == path
+    assert parse_config(data) == cfg
+    assert export_config(parse_config(data), exported_at=EXPORTED_AT) == data
+
+
+def test_a_certificate_profile_exports_the_path_and_never_the_passphrase_or_key() -> None:
+    text = export_config(CERTIFICATE_PROFILE, exported_at=EXPORTED_AT).decode()
+    assert '"certificate_path": "/etc/crmsync/contoso-sync.pfx"' in text
+    assert '"server_auth_kind": "certificate"' in text
+    assert "passphrase" not in text.lower() and "private" not in text.lower() and "BEGIN" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("certs/contoso.pfx", "profile.certificate_path: 'certs/contoso.pfx' is a relative path; write the full path"),
+        ("contoso.pfx", "is a relative path"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----",
+            ("profile.certificate_path: this is the certificate's content, not the path of its file. Secrets are "
+             "never imported from files"),
+        ),
+        ("/etc/crmsync/c.pfx\n", "profile.certificate_path: expected the path of a certificate file"),
+        (" /etc/c.pfx", "no leading or trailing spaces"),
+        ("/" + "a" * 5000, "at most 4096 printable characters"),
+        (42, "profile.certificate_path: expected text, got the number 42."),
+        ({"path": "/etc/c.pfx"}, "profile.certificate_path: this looks like a secret."),  # only text is exempt
+    ],
+)
+def test_a_bad_certificate_path_is_refused_with_its_json_path(value: Any, expected: str) -> None:
+    doc = json.loads(export_config(CERTIFICATE_PROFILE, exported_at=EXPORTED_AT))
+    doc["profile"]["certificate_path"] = value
+    message = _error(_bytes(doc))
+    assert expected in message, message
+
+
+def test_only_the_certificate_path_is_exempt_from_the_secret_check() -> None:
+    doc = json.loads(export_config(CERTIFICATE_PROFILE, exported_at=EXPORTED_AT))
+    doc["profile"]["certificate_passphrase"] = "hunter22"
+    assert "profile.certificate_passphrase: this looks like a secret." in _error(_bytes(doc))
+    doc = json.loads(export_config(CERTIFICATE_PROFILE, exported_at=EXPORTED_AT))
+    doc["entities"] = [{"logical_name": "account", "certificate_path": "/etc/c.pfx"}]
+    assert "entities[0].certificate_path: this looks like a secret." in _error(_bytes(doc))
 
 
 @pytest.mark.parametrize(
@@ -299,8 +374,8 @@ def test_known_entities_and_metadata_accept_a_matching_file() -> None:
         (
             "wrong_version.json",
             [
-                "version: this file has format version 3, written by a newer crmsync-desktop",
-                "this version reads format version 1, 2",
+                "version: this file has format version 4, written by a newer crmsync-desktop",
+                "this version reads format version 1, 2, 3",
                 "Update crmsync-desktop",
             ],
         ),
@@ -403,7 +478,7 @@ MUTATIONS: list[tuple[str, Mutation, str]] = [
     (
         "version too old",
         _set("version", 0),
-        "version: format version 0 is not supported; supported versions: 1, 2.",
+        "version: format version 0 is not supported; supported versions: 1, 2, 3.",
     ),
     (
         "unknown top-level",
@@ -763,8 +838,8 @@ def test_metadata_checks_fields_and_filters(metadata: dict[str, Any], expected: 
 
 
 def test_version_policy_today() -> None:
-    assert CURRENT_VERSION == 2
-    assert supported_versions() == (1, 2)
+    assert CURRENT_VERSION == 3
+    assert supported_versions() == (1, 2, 3)
     assert config_to_document(FULL, exported_at=EXPORTED_AT)["version"] == CURRENT_VERSION
     assert (
         config_to_document(FULL, exported_at=EXPORTED_AT)["format"]
@@ -779,11 +854,11 @@ def test_migration_hook_upgrades_older_documents(monkeypatch: pytest.MonkeyPatch
         return doc
 
     monkeypatch.setitem(config_file.MIGRATIONS, 0, from_v0)
-    assert supported_versions() == (0, 1, 2)
+    assert supported_versions() == (0, 1, 2, 3)
     old = {"format": FORMAT_MARKER, "version": 0, "profile_name": "Legacy"}
     assert parse_config(_bytes(old)) == ProfileConfig(ConnectionProfile("Legacy"))
     message = _error(_bytes({"format": FORMAT_MARKER, "version": -1}))
-    assert "version: format version -1 is not supported; supported versions: 0, 1, 2." in message
+    assert "version: format version -1 is not supported; supported versions: 0, 1, 2, 3." in message
     broken = {"format": FORMAT_MARKER, "version": 0}
     assert "version: the file could not be upgraded from format version 0: 'profile_name'." in _error(
         _bytes(broken)

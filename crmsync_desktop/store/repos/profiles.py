@@ -41,6 +41,7 @@ _FIELDS = (
     "state",
     "metadata_updated_at",
     "verify_tls",
+    "certificate_path",
 )
 
 

@@ -12,10 +12,12 @@ import shutil
 import sqlite3
 import tempfile
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from crmsync_desktop.domain import (
+    AuthKind,
     EntityConfig,
     ProfileConfig,
     RunStatus,
@@ -38,6 +40,7 @@ from crmsync_desktop.store.repos import (
 from tests.store.conftest import PROFILE, sample_profile
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+GOLDEN_CERTIFICATE = "/etc/crmsync/contoso-sync.pfx"
 
 
 async def _fill(path: Path, backups: Path) -> None:
@@ -45,7 +48,9 @@ async def _fill(path: Path, backups: Path) -> None:
         await replace_profile_config(
             db,
             ProfileConfig(
-                profile=sample_profile(),
+                profile=replace(  # certificate sign-in: from 0005
+                    sample_profile(), server_auth_kind=AuthKind.CERTIFICATE, certificate_path=GOLDEN_CERTIFICATE
+                ),
                 entities=(EntityConfig("account", fields=("name",)), EntityConfig("contact", enabled=False)),
                 schedule=ScheduleConfig(interval_minutes=30, daily_at="06:30"),  # daily_at: from 0004
             ),

@@ -12,7 +12,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
 
-from . import errors
+from . import errors, rowjson
 from .conditions import condition
 from .metadata import Entity, q
 from .query import Plan, ReadEnv, make_cookie, make_plan, parse_inner_cookie, serialize
@@ -192,36 +192,51 @@ def run_fetch(env: ReadEnv, ent: Entity, fetch_text: str) -> tuple[dict[str, Any
     distinct = "DISTINCT " if root.get("distinct", "false").lower() == "true" else ""
     limit = int(top) if top else size
     offset = 0 if (top or keyset) else (page - 1) * size
-    sql = (f"SELECT {distinct}{', '.join(select_cols)} FROM {q(ent.logical)} {q(base_alias)}"
-           f"{''.join(link.join_sql for link in b.links)}"
-           f"{(' WHERE ' + ' AND '.join(wheres)) if wheres else ''} ORDER BY {order_sql} "
-           f"LIMIT {limit + 1} OFFSET {offset}")
-    try:
-        rows = env.conn.execute(sql, params).fetchall()
-    except Exception as e:  # sqlite3 errors from odd FetchXML are the client's fault
-        raise _bad(f"The FetchXML query could not be executed: {e}") from None
-    more = len(rows) > limit and not top
-    rows = rows[:limit]
-    width = len(plan.sql.split(", "))
-    base_rows = [r[:width] for r in rows]
-    value = serialize(env, plan, base_rows, omit_nulls=True)
-    start = width
-    for link in b.links:
-        if link.plan is None:
-            continue
-        w = len(link.plan.sql.split(", "))
-        link_rows = [r[start:start + w] for r in rows]
-        for v, lv in zip(value, serialize(env, link.plan, link_rows, omit_nulls=True,
-                                          key_prefix=link.alias + ".", etag=False)):
-            v.update(lv)
-        start += w
+    tail = (f" FROM {q(ent.logical)} {q(base_alias)}{''.join(link.join_sql for link in b.links)}"
+            f"{(' WHERE ' + ' AND '.join(wheres)) if wheres else ''} ORDER BY {order_sql} "
+            f"LIMIT {limit + 1} OFFSET {offset}")
+    value: Any = None
+    # The rows as JSON text rendered by SQLite (see rowjson); DISTINCT compares the columns, so not with it.
+    rr = None if distinct else rowjson.row_renderer(
+        plan, env.ann, env.conn, omit_nulls=True,
+        links=tuple((link.plan, link.alias + ".") for link in b.links if link.plan is not None))
+    if rr is not None:
+        rows = rowjson.fetch(env.conn, f"SELECT {rr.select}{tail}", params)
+        if rows is not None:
+            more = len(rows) > limit and not top
+            rows = rows[:limit]
+            pieces = rowjson.render(rr, rows)
+            if pieces is not None:
+                value = rowjson.array(pieces)
+                last_pk = rows[-1][rr.PK] if rows else None
+    if value is None:
+        try:
+            rows = env.conn.execute(f"SELECT {distinct}{', '.join(select_cols)}{tail}", params).fetchall()
+        except Exception as e:  # sqlite3 errors from odd FetchXML are the client's fault
+            raise _bad(f"The FetchXML query could not be executed: {e}") from None
+        more = len(rows) > limit and not top
+        rows = rows[:limit]
+        width = len(plan.sql.split(", "))
+        base_rows = [r[:width] for r in rows]
+        value = serialize(env, plan, base_rows, omit_nulls=True)
+        start = width
+        for link in b.links:
+            if link.plan is None:
+                continue
+            w = len(link.plan.sql.split(", "))
+            link_rows = [r[start:start + w] for r in rows]
+            for v, lv in zip(value, serialize(env, link.plan, link_rows, omit_nulls=True,
+                                              key_prefix=link.alias + ".", etag=False)):
+                v.update(lv)
+            start += w
+        last_pk = base_rows[-1][plan.pk_index] if base_rows else None
     body: dict[str, Any] = {"@odata.context": f"{env.root}/$metadata#{ent.set_name}"}
     if root.get("returntotalrecordcount", "false").lower() == "true" and env.ann.wants(
             "Microsoft.Dynamics.CRM.totalrecordcount"):
         body["@Microsoft.Dynamics.CRM.totalrecordcount"] = -1
     if more and env.ann.wants("Microsoft.Dynamics.CRM.fetchxmlpagingcookie"):
-        last = base_rows[-1][plan.pk_index]
-        body["@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"] = make_cookie(page + 1, {ent.pk: "{" + str(last).upper() + "}"})
+        body["@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"] = make_cookie(page + 1,
+                                                                           {ent.pk: "{" + str(last_pk).upper() + "}"})
     if more and env.ann.wants("Microsoft.Dynamics.CRM.morerecords"):
         body["@Microsoft.Dynamics.CRM.morerecords"] = True
     body["value"] = value

@@ -1,8 +1,10 @@
 """Reading rows: OData collection/single-row queries, ``$expand``, paging with opaque nextLinks, change
 tracking (delta links, tombstones), and the row serializer shared with FetchXML.
 
-The hot path works on SQLite tuples and a precomputed column plan; no per-row objects besides the
-output dicts.
+Collection pages (OData, change tracking, FetchXML) are rendered to JSON text by SQLite itself
+(``rowjson``); ``serialize`` (SQLite tuples -> dicts through a precomputed column plan) is the
+reference encoding, used for single rows, ``$expand``, formatted values and whatever ``rowjson``
+declines.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import quote, unquote
 
 from defusedxml import ElementTree
 
-from . import errors
+from . import errors, rowjson
 from .conditions import QueryContext
 from .metadata import Attr, Entity, q
 from .odata import (
@@ -61,6 +63,7 @@ class Plan:
     sql: str  # select list
     specs: list[tuple[str, int, int, Attr]]  # (json key, tuple index, kind, attr)
     pk_index: int
+    cols: list[str]  # the select list's columns (qualified), by tuple index
 
 
 def make_plan(ent: Entity, names: list[str], alias: str | None = None) -> Plan:
@@ -81,7 +84,7 @@ def make_plan(ent: Entity, names: list[str], alias: str | None = None) -> Plan:
             specs.append((a.odata_name, idx, _LOOKUP, a))
         else:
             specs.append((a.logical, idx, _BOOL if a.atype == "Boolean" else 0, a))
-    return Plan(ent, attrs, ", ".join(cols), specs, pk_index)
+    return Plan(ent, attrs, ", ".join(cols), specs, pk_index, cols)
 
 
 def context_select(ent: Entity, select_text: str | None) -> str:
@@ -173,6 +176,39 @@ def lookup_names(env: ReadEnv, plan: Plan, rows: list[tuple[Any, ...]]) -> dict[
                 if name is not None:
                     names[(target, rid)] = name
     return names
+
+
+@dataclass
+class Page:
+    """One page of rows: ``rows`` as fetched (the row after the page included, when there is one), ``items`` the
+    first ``limit`` of them as JSON texts (``encoded``, by ``rowjson``) or as ``serialize`` dicts."""
+
+    rows: list[tuple[Any, ...]]
+    items: list[Any]  # encoded: pieces of text (rowjson.render), else one dict per row
+    encoded: bool
+    version: int  # index of versionnumber in a row
+    pk: int  # index of the primary key in a row
+    count: int  # rows in the page
+
+    def value(self, extra: list[dict[str, Any]] | None = None) -> Any:
+        """The body's ``value``: the rows, then ``extra`` objects."""
+        if self.encoded:
+            return rowjson.array(self.items, extra)
+        return self.items + list(extra or ())
+
+
+def select_page(env: ReadEnv, plan: Plan, tail: str, params: Any, limit: int, *, fast: bool = True) -> Page:
+    """``SELECT <plan's row> <tail>`` (FROM/WHERE/ORDER BY/LIMIT) and the first ``limit`` rows as a body's value."""
+    rr = rowjson.row_renderer(plan, env.ann, env.conn) if fast else None
+    if rr is not None:
+        rows = rowjson.fetch(env.conn, f"SELECT {rr.select}{tail}", params)
+        if rows is not None:
+            pieces = rowjson.render(rr, rows[:limit])
+            if pieces is not None:
+                return Page(rows, pieces, True, rr.VERSION, rr.PK, min(len(rows), limit))
+    rows = env.conn.execute(f"SELECT {plan.sql}{tail}", params).fetchall()
+    value = serialize(env, plan, rows[:limit])
+    return Page(rows, value, False, 0, plan.pk_index, len(value))
 
 
 # ---- paging cookies ------------------------------------------------------------------------------------
@@ -290,11 +326,10 @@ def read_collection(env: ReadEnv, ent: Entity, path: str, prefer: dict[str, str]
     elif page > 1:
         offset = (page - 1) * size
     where_sql = (" WHERE " + " AND ".join(wheres)) if wheres else ""
-    sql = (f"SELECT {plan.sql} FROM {q(ent.logical)}{where_sql} ORDER BY {order_sql} "
-           f"LIMIT {limit + 1} OFFSET {offset}")
-    rows = env.conn.execute(sql, params).fetchall()
-    more = len(rows) > limit and top is None
-    rows = rows[:limit]
+    page_ = select_page(env, plan, f" FROM {q(ent.logical)}{where_sql} ORDER BY {order_sql} "
+                                   f"LIMIT {limit + 1} OFFSET {offset}", params, limit, fast=not expands)
+    more = len(page_.rows) > limit and top is None
+    rows = page_.rows[:limit]
     body: dict[str, Any] = {"@odata.context": context or
                             f"{env.root}/$metadata#{ent.set_name}{context_select(ent, qopts.get('$select'))}"}
     if qopts.get("$count", "").lower() == "true":
@@ -310,13 +345,12 @@ def read_collection(env: ReadEnv, ent: Entity, path: str, prefer: dict[str, str]
             body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > COUNT_LIMIT
     if env.ann.wants("Microsoft.Dynamics.CRM.globalmetadataversion"):
         body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = str(env.md.version)
-    value = serialize(env, plan, rows)
     if expands:
-        apply_expands(env, ent, plan, rows, value, expands)
-    body["value"] = value
+        apply_expands(env, ent, plan, rows, page_.items, expands)
+    body["value"] = page_.value()
     if more and rows:
-        last = rows[-1][plan.pk_index]
-        first = rows[0][plan.pk_index]
+        last = rows[-1][page_.pk]
+        first = rows[0][page_.pk]
         cookie = make_cookie(page + 1, {ent.pk: "{" + str(last).upper() + "}"} if not orderby else
                              {ent.pk: "{" + str(first).upper() + "}"})
         body["@odata.nextLink"] = link_with(env, path, ("$skiptoken",), ("$skiptoken", cookie))
@@ -462,15 +496,15 @@ def read_tracked_initial(env: ReadEnv, ent: Entity, path: str, prefer: dict[str,
     where, params = "", []
     if last_pk:
         where, params = f" WHERE {q(ent.pk)} > ?", [last_pk]
-    rows = env.conn.execute(f"SELECT {plan.sql} FROM {q(ent.logical)}{where} ORDER BY {q(ent.pk)} "
-                            f"LIMIT {size + 1}", params).fetchall()
-    more = len(rows) > size
-    rows = rows[:size]
+    page_ = select_page(env, plan, f" FROM {q(ent.logical)}{where} ORDER BY {q(ent.pk)} LIMIT {size + 1}", params,
+                        size)
+    more = len(page_.rows) > size
+    rows = page_.rows[:size]
     body: dict[str, Any] = {"@odata.context": f"{env.root}/$metadata#{ent.set_name}"
                                               f"{context_select(ent, env.query.get('$select'))}",
-                            "value": serialize(env, plan, rows)}
+                            "value": page_.value()}
     if more:
-        cookie = make_cookie(page + 1, {ent.pk: "{" + str(rows[-1][plan.pk_index]).upper() + "}",
+        cookie = make_cookie(page + 1, {ent.pk: "{" + str(rows[-1][page_.pk]).upper() + "}",
                                         "snapshot": str(snapshot)}, tracking=True)
         body["@odata.nextLink"] = link_with(env, path, ("$skiptoken",), ("$skiptoken", cookie))
     else:
@@ -493,20 +527,18 @@ def read_delta(env: ReadEnv, ent: Entity, path: str, prefer: dict[str, str]) -> 
         phase = inner.get("phase", "r")
         last = int(inner.get("after") or since)
         until = int(inner.get("until") or until)
-    value: list[dict[str, Any]] = []
+    page_: Page | None = None
+    stone_values: list[dict[str, Any]] = []
     more, next_state = False, None
     if phase == "r":
-        rows = env.conn.execute(
-            f"SELECT {plan.sql} FROM {q(ent.logical)} WHERE versionnumber > ? AND versionnumber <= ? "
-            f"ORDER BY versionnumber LIMIT {size + 1}", (last, until)).fetchall()
-        if len(rows) > size:
-            rows = rows[:size]
-            more, next_state = True, ("r", int(rows[-1][0]))
-        value = serialize(env, plan, rows)
+        page_ = select_page(env, plan, f" FROM {q(ent.logical)} WHERE versionnumber > ? AND versionnumber <= ? "
+                                       f"ORDER BY versionnumber LIMIT {size + 1}", (last, until), size)
+        if len(page_.rows) > size:
+            more, next_state = True, ("r", int(page_.rows[size - 1][page_.version]))
         if not more:
             phase, last = "t", since
     if phase == "t" and not more:
-        room = size - len(value)
+        room = size - (page_.count if page_ is not None else 0)
         stones = env.conn.execute(
             f"SELECT id, MAX(versionnumber) AS v FROM _tombstone WHERE entity = ? AND versionnumber > ? AND "
             f"versionnumber <= ? AND id NOT IN (SELECT {q(ent.pk)} FROM {q(ent.logical)}) GROUP BY id "
@@ -515,7 +547,9 @@ def read_delta(env: ReadEnv, ent: Entity, path: str, prefer: dict[str, str]) -> 
             stones = stones[:room]
             more, next_state = True, ("t", int(stones[-1][1]) if stones else last)
         ctx = f"{env.root}/$metadata#{ent.set_name}/$deletedEntity"
-        value.extend({"@odata.context": ctx, "id": sid, "reason": "deleted"} for sid, _ in stones)
+        stone_values = [{"@odata.context": ctx, "id": sid, "reason": "deleted"} for sid, _ in stones]
+    value: Any = page_.value(stone_values) if page_ is not None else stone_values
+    n = (page_.count if page_ is not None else 0) + len(stone_values)
     body: dict[str, Any] = {"@odata.context": f"{env.root}/$metadata#{ent.set_name}"
                                               f"{context_select(ent, env.query.get('$select'))}/$delta",
                             "value": value}
@@ -527,7 +561,7 @@ def read_delta(env: ReadEnv, ent: Entity, path: str, prefer: dict[str, str]) -> 
         body["@odata.deltaLink"] = link_with(env, path, ("$skiptoken", "$deltatoken"),
                                              ("$deltatoken", make_delta_token(until, env.ctx.now)))
     applied = ["odata.track-changes"] + ([f"odata.maxpagesize={size}"] if size_applied else [])
-    return body, applied, len(value)
+    return body, applied, n
 
 
 def count_rows(env: ReadEnv, ent: Entity) -> int:

@@ -11,13 +11,13 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..auth_protocol import Principal
 from . import batch as batchfmt
-from . import errors, fetchxml, query, records, standard
+from . import errors, fetchxml, query, records, rowjson, standard
 from .conditions import QueryContext
 from .mdquery import MetadataApi, split_path
 from .metadata import Entity, q
@@ -57,18 +57,31 @@ class Request:
             raise errors.bad_request("The request body is not valid JSON.", errors.PAYLOAD_ERROR) from None
 
 
-@dataclass
 class Response:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    records: int = 0
+    """A response of the emulated service. ``parts``: the body in pieces (a page of rows, see ``rowjson``), which
+    the HTTP layer sends one slice after another and ``body`` joins on first use (``$batch``)."""
+
+    __slots__ = ("_body", "headers", "parts", "records", "status")
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"", records: int = 0,
+                 parts: list[bytes] | None = None) -> None:
+        self.status = status
+        self.headers = {} if headers is None else headers
+        self.records = records
+        self.parts = parts
+        self._body = None if parts is not None else body
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join(self.parts or ())
+        return self._body
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None, records: int = 0) -> Response:
     h = {"Content-Type": JSON_TYPE, "OData-Version": "4.0"}
     h.update(headers or {})
-    return Response(status, h, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), records)
+    return Response(status, h, records=records, parts=rowjson.body_parts(body))  # a page's rows come pre-encoded
 
 
 def error_response(e: errors.DataverseError) -> Response:

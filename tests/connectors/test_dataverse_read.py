@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 
 import httpx
@@ -160,6 +161,30 @@ async def test_change_tracking_initial_then_delta_then_expiry(dv: DataverseConne
     assert info.value.code == "0x80044352" and "full resynchronization" in info.value.message
     with pytest.raises(errors.FullResyncRequired):
         await dv.has_changes("contact", ChangeToken(TokenKind.DELTA_LINK, expired))
+
+
+async def test_change_feed_requests_the_next_page_before_the_current_one_is_consumed(
+    dv: DataverseConnector, dv_router: respx.MockRouter
+) -> None:
+    """The pages of a change feed form a chain: the next request leaves as soon as its link is known."""
+    mock_metadata(dv_router)
+    delta = f"{API}contacts?$select=contactid,fullname&$deltatoken=1%2101%2f01%2f2030"
+    third = dv_router.get("contacts", params={"$skiptoken": "3"}).respond(
+        200, json={"value": [contact_row(C3, "Cy")], "@odata.deltaLink": delta})
+    second = dv_router.get("contacts", params={"$skiptoken": "2"}).respond(
+        200, json={"value": [contact_row(C2, "Bo")], "@odata.nextLink": f"{API}contacts?$skiptoken=3"})
+    dv_router.get("contacts").respond(200, json={"value": [contact_row(C1, "Ann")],
+                                                 "@odata.nextLink": f"{API}contacts?$skiptoken=2"})
+    pages = dv.read_changes("contact", ["fullname"], None)
+    first = await pages.__anext__()
+    assert first.upserts[0]["contactid"] == C1
+    for _ in range(20):  # let the request that was started run (the mock answers at once)
+        if second.call_count:
+            break
+        await asyncio.sleep(0)
+    assert second.call_count == 1 and third.call_count == 0  # one page ahead, not more
+    await pages.aclose()  # a consumer that stops early leaves no request running
+    assert third.call_count == 0
 
 
 async def test_has_changes_probes_delta_link_with_one_row(dv: DataverseConnector, dv_router: respx.MockRouter) -> None:

@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.harness` when run as a script
-from bench.harness import COST_PER_RECORD_MS, LATENCY_MS, ROOT, log, machine_info, seed_accounts
+from bench.harness import (
+    COST_PER_RECORD_MS,
+    LATENCY_MS,
+    ROOT,
+    cpu_seconds,
+    emulator_process,
+    log,
+    machine_info,
+    seed_accounts,
+)
 
 ENTITY = "account"
 MODES = ("changes", "select", "fetchxml")
@@ -55,36 +63,11 @@ FETCH_FILTER = ('<fetch><entity name="account"><filter><condition attribute="sta
 @contextmanager
 def dataverse_emulator(data_dir: Path, src: Path | None) -> Iterator[tuple[dict[str, Any], int]]:
     """``crmsync-emulator dataverse`` in a subprocess; yields its JSON summary and its pid (for /proc CPU times)."""
-    cmd = [sys.executable, "-m", "crmsync_desktop.emulator.cli", "dataverse", "--data-dir", str(data_dir), "--json"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = None
     if src is not None:  # the emulator package of another tree wins over the editable install
-        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=src or ROOT, env=env)
-    try:
-        assert proc.stdout is not None
-        line = ""
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line.startswith("{") or not line:
-                break
-        if not line.startswith("{"):
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield json.loads(line), proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat, in clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        env = {"PYTHONPATH": os.pathsep.join([str(src), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with emulator_process(["dataverse", "--data-dir", str(data_dir)], env=env, cwd=src) as info:
+        yield info, info["pid"]
 
 
 def admin(info: dict[str, Any], method: str, what: str, body: Any) -> dict[str, Any]:

@@ -110,9 +110,18 @@ def seed_accounts(data_dir: Path, accounts: int, *, seed: int = 1) -> dict[str, 
 # -- the emulator process -------------------------------------------------------------------------------------
 
 @contextmanager
-def _process(cmd: list[str]) -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def emulator_process(args: list[str], *, env: dict[str, str] | None = None,
+                     cwd: Path | None = None) -> Iterator[dict[str, Any]]:
+    """``crmsync-emulator <args> --json`` in its own process; yields its JSON summary plus ``"pid"``.
+
+    The pid is for CPU figures from ``/proc`` (:func:`cpu_seconds`); ``env``/``cwd`` let a benchmark
+    run the emulator of another source tree (before/after comparisons).
+    """
+    cmd = [sys.executable, "-m", "crmsync_desktop.emulator.cli", *args, "--json"]
+    if os.environ.get("BENCH_NICE_EMULATORS"):  # diagnostics: the engine gets the CPU first
+        cmd = ["nice", "-n", "19", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=cwd or ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     try:
         assert proc.stdout is not None
         line = ""
@@ -123,7 +132,7 @@ def _process(cmd: list[str]) -> Iterator[dict[str, Any]]:
                 break
         if not line.startswith("{"):
             raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield json.loads(line)
+        yield {**json.loads(line), "pid": proc.pid}
     finally:
         proc.terminate()
         try:
@@ -131,6 +140,13 @@ def _process(cmd: list[str]) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -142,15 +158,13 @@ def emulator(data_dir: Path, *, latency_ms: int = LATENCY_MS, cost_ms: float = C
     the Dataverse pages and the Resco writes would take turns on one GIL instead of overlapping as
     two real services do. ``ca_file`` is a bundle of both emulator CAs.
     """
-    base = [sys.executable, "-m", "crmsync_desktop.emulator.cli"]
-    if os.environ.get("BENCH_NICE_EMULATORS"):  # diagnostics: the engine gets the CPU first
-        base = ["nice", "-n", "19", *base]
-    with _process([*base, "dataverse", "--data-dir", str(data_dir / "server"), "--json"]) as dv, \
-         _process([*base, "resco", "--data-dir", str(data_dir / "client"), "--json",
-                   *(("--latency-ms", str(latency_ms)) if latency_ms else ())]) as rs:
+    with emulator_process(["dataverse", "--data-dir", str(data_dir / "server")]) as dv, \
+         emulator_process(["resco", "--data-dir", str(data_dir / "client"),
+                           *(("--latency-ms", str(latency_ms)) if latency_ms else ())]) as rs:
         bundle = data_dir / "ca-bundle.pem"
         bundle.write_text(Path(dv["ca_file"]).read_text() + Path(rs["ca_file"]).read_text())
-        info = {**rs, **dv, "ca_file": str(bundle)}
+        info = {**rs, **dv, "ca_file": str(bundle), "pids": {"dataverse": dv["pid"], "resco": rs["pid"]}}
+        info.pop("pid", None)
         admin(info, "PATCH", "limits", {"enabled": limits})
         info["config"] = admin(info, "PATCH", "performance", {"latency_ms": latency_ms, "cost_per_record_ms": cost_ms})
         yield info

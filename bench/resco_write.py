@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from crmsync_desktop.sync.connectors.types import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.harness` when run as a script
-from bench.harness import ROOT, log, machine_info
+from bench.harness import cpu_seconds, emulator_process, log, machine_info
 
 ENTITY = "bench_account"
 CALL_CHUNK = 5_000  # records per upsert_many call (as the engine hands a page over)
@@ -51,40 +50,10 @@ CITIES = ("Seattle", "Redmond", "Bratislava", "Vienna", "Berlin", "London", "Par
 
 @contextmanager
 def resco_emulator(data_dir: Path, latency_ms: int) -> Iterator[tuple[dict[str, Any], int]]:
-    """``crmsync-emulator resco`` in a subprocess; yields its JSON summary and its pid (for /proc CPU times).
-
-    bench/harness.py's launcher does the same but does not hand out the process, and the pid is the point here.
-    """
-    cmd = [sys.executable, "-m", "crmsync_desktop.emulator.cli", "resco", "--data-dir", str(data_dir), "--json"]
-    if latency_ms:
-        cmd += ["--latency-ms", str(latency_ms)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert proc.stdout is not None
-        line = ""
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line.startswith("{") or not line:
-                break
-        if not line.startswith("{"):
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        yield json.loads(line), proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat, in clock ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """``crmsync-emulator resco`` in a subprocess; yields its JSON summary and its pid (for /proc CPU times)."""
+    args = ["resco", "--data-dir", str(data_dir), *(("--latency-ms", str(latency_ms)) if latency_ms else ())]
+    with emulator_process(args) as info:
+        yield info, info["pid"]
 
 
 def entity_meta() -> tuple[EntityMeta, list[FieldMeta]]:

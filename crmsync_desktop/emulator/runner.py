@@ -282,7 +282,7 @@ class EmulatorPair:
     def stop(self) -> None:
         """Stop servers (newest first) and close databases. Close your HTTP clients first (TLS stop)."""
         while self._servers:
-            self._servers.pop().stop()
+            self._servers.pop().stop(timeout=4.0)  # graceful 2 s, then forced 2 s
         if self.resco_cloud is not None:
             self.resco_cloud.close()
             self.resco_cloud = None

@@ -81,9 +81,19 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving: a graceful exit first, then a forced one; never waits longer than ``timeout``.
+
+        The graceful exit waits for open requests (1 s, ``timeout_graceful_shutdown``); if the
+        thread is still there after half the budget, uvicorn is told to force its exit. The thread
+        is a daemon, so a server that still does not stop cannot keep the process (the demo, a
+        test) from ending.
+        """
         self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=timeout)
+            self._thread.join(timeout=timeout / 2)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(timeout=timeout / 2)
         self._sock.close()
 
     @property

@@ -275,10 +275,7 @@ def _from_pem(path: str, data: bytes, passphrase: bytes | None, need_key: bool) 
             reason="not_a_certificate", path=path,
         ) from exc
     if key is None and not encrypted:
-        raise CertificateError(
-            f"{path} holds a certificate but no private key. crmsync signs in with the private key. {_HOW_TO_EXPORT}",
-            reason="no_private_key", path=path,
-        )
+        raise _no_private_key(path)
     if key is None:  # encrypted and no passphrase: show the first certificate (the leaf, by convention)
         return _info(path, certs[0], "PEM", True), None
     cert = next((c for c in certs if _matches(key, c)), None)
@@ -321,10 +318,7 @@ def _from_pfx(path: str, data: bytes, passphrase: bytes | None) -> tuple[Certifi
         )
     key, cert, extra = loaded
     if key is None:
-        raise CertificateError(
-            f"{path} holds a certificate but no private key. crmsync signs in with the private key. {_HOW_TO_EXPORT}",
-            reason="no_private_key", path=path,
-        )
+        raise _no_private_key(path)
     if cert is None or not _matches(key, cert):
         cert = next((c for c in extra or () if _matches(key, c)), None)
     if cert is None:
@@ -334,6 +328,13 @@ def _from_pfx(path: str, data: bytes, passphrase: bytes | None) -> tuple[Certifi
             reason="no_certificate", path=path,
         )
     return _info(path, cert, "PFX", encrypted), key
+
+
+def _no_private_key(path: str) -> CertificateError:
+    return CertificateError(
+        f"{path} holds a certificate but no private key. crmsync signs in with the private key. {_HOW_TO_EXPORT}",
+        reason="no_private_key", path=path,
+    )
 
 
 def _not_a_certificate(path: str) -> CertificateError:
